@@ -1,0 +1,1 @@
+"""Contrastive losses that pair with the sampler (work in progress)."""
