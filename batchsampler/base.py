@@ -194,13 +194,26 @@ class GraphBatchSampler(BaseBatchSampler):
             return self.graph
         seed = np.random.SeedSequence([self.seed, _GRAPH_STREAM, self.graph_version])
         start = time.perf_counter()
-        self.graph = self._build_graph(seed)
-        self.graph_version += 1
+        self.set_graph(self._build_graph(seed))
         logger.info(
             "graph v%d built in %.2fs (%d nodes, %d seen)",
             self.graph_version, time.perf_counter() - start, self.num_instances, seen,
         )
         return self.graph
+
+    def set_graph(self, graph: ProximityGraph) -> None:
+        """Walk ``graph`` from the next epoch on (e.g. one built offline or loaded from disk).
+
+        Raises:
+            TypeError: if ``graph`` is not a :class:`ProximityGraph`.
+            ValueError: if it does not have ``N`` nodes.
+        """
+        if not isinstance(graph, ProximityGraph):
+            raise TypeError(f"graph must be a ProximityGraph, got {type(graph).__name__}")
+        if graph.num_nodes != self.num_instances:
+            raise ValueError(f"graph must have {self.num_instances} nodes, got {graph.num_nodes}")
+        self.graph = graph
+        self.graph_version += 1
 
     def _build_graph(self, seed: np.random.SeedSequence) -> ProximityGraph:
         mask = None if self.bank.seen.all() else self.bank.seen

@@ -379,14 +379,14 @@ def _random_candidate_knn(
     blocks = range(0, n, block_size)
     for start in tqdm(blocks, desc="proximity graph", unit="block", disable=not show_progress):
         anchors = anchors_order[start : start + block_size]
-        # m + 1 candidates: an anchor among them masks itself, any other masks the extra one,
-        # so every anchor scores exactly m candidates that are not itself.
+        # m + 1 candidates: an anchor among them masks itself, any other masks one at random,
+        # so every anchor scores a uniform draw of exactly m candidates that are not itself.
         candidates = stream.take(m + 1)
         sims = xt[anchors] @ xt[candidates].T
         sort = np.argsort(candidates)
         found = np.minimum(np.searchsorted(candidates[sort], anchors), m)
         is_candidate = candidates[sort[found]] == anchors
-        position = np.where(is_candidate, sort[found], m)
+        position = np.where(is_candidate, sort[found], rng.integers(m + 1, size=anchors.size))
         sims[torch.arange(anchors.size), torch.from_numpy(position)] = -torch.inf
         top_sims, top_pos = torch.topk(sims, k, dim=1)
         neighbors[anchors] = candidates[top_pos.numpy()]

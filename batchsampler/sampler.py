@@ -83,6 +83,22 @@ class BatchSampler(GraphBatchSampler):
         self.symmetrize = bool(symmetrize)
         self._load_initial_embeddings()
 
+    @classmethod
+    def from_graph(cls, graph: ProximityGraph, batch_size: int, **kwargs: Any) -> BatchSampler:
+        """A sampler that walks an existing ``graph`` (built offline, or loaded from a file).
+
+        ``k`` and ``m`` default to the graph's build parameters; they only matter for later
+        :meth:`refresh` calls. Other keyword arguments as in the constructor.
+        """
+        if not isinstance(graph, ProximityGraph):
+            raise TypeError(f"graph must be a ProximityGraph, got {type(graph).__name__}")
+        k = graph.build_params.get("k") or max(1, min(int(graph.degrees.max()), graph.num_nodes - 1))
+        kwargs.setdefault("k", k)
+        kwargs.setdefault("m", max(graph.build_params.get("m") or kwargs["k"], kwargs["k"]))
+        sampler = cls(graph.num_nodes, batch_size, **kwargs)
+        sampler.set_graph(graph)
+        return sampler
+
     def _build_graph(self, seed: np.random.SeedSequence) -> ProximityGraph:
         graph = super()._build_graph(seed)
         return graph.symmetrize() if self.symmetrize else graph

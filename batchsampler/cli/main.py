@@ -1,0 +1,124 @@
+"""Command-line entry point: ``batchsampler {build-graph,sample,demo} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..graph import ProximityGraph
+from ..sampler import BatchSampler
+from . import demo
+
+logger = logging.getLogger("batchsampler")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="batchsampler",
+        description="Hard-negative mini-batch sampling for contrastive learning (BatchSampler, KDD 2023).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    build = commands.add_parser(
+        "build-graph",
+        help="build a proximity graph from embeddings (.npy) and save it (.npz)",
+        description="For every row of EMBEDDINGS, keep the k most cosine-similar of m random candidates.",
+    )
+    build.add_argument("embeddings", type=Path, help="float array [N, d] saved with numpy.save")
+    build.add_argument("-o", "--output", type=Path, required=True, help="graph file to write (.npz)")
+    build.add_argument("--k", type=int, default=100, help="out-degree (default: %(default)s)")
+    build.add_argument("--m", type=int, default=1000, help="random candidates per node; >= N-1 gives exact kNN (default: %(default)s)")
+    build.add_argument("--seed", type=int, default=0, help="seed of the candidate draws (default: %(default)s)")
+    build.add_argument("--symmetrize", action="store_true", help="add the reverse of every edge")
+    build.add_argument("--no-scores", action="store_true", help="do not store edge similarities")
+    build.add_argument("--num-threads", type=int, default=None, help="FAISS/torch threads (default: library default)")
+    build.set_defaults(handler=_build_graph)
+
+    sample = commands.add_parser(
+        "sample",
+        help="sample epochs of batches from a graph by random walk with restart",
+        description=(
+            "Walk GRAPH and write the batches: .jsonl gets one {\"epoch\", \"batch\", \"indices\"} "
+            "object per line; .npy gets an int64 array [batches, batch_size] where a short last "
+            "batch is padded with -1."
+        ),
+    )
+    sample.add_argument("graph", type=Path, help="graph file from build-graph (.npz)")
+    sample.add_argument("-o", "--output", type=Path, required=True, help="output file, .jsonl or .npy")
+    sample.add_argument("--batch-size", type=int, required=True, help="indices per batch")
+    sample.add_argument("--restart-prob", type=float, default=0.2, help="alpha (default: %(default)s)")
+    sample.add_argument("--epochs", type=int, default=1, help="epochs to sample (default: %(default)s)")
+    sample.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    sample.add_argument("--replacement", action="store_true", help="independent batches, unique within a batch only")
+    sample.add_argument("--drop-last", action="store_true", help="drop the smaller last batch")
+    sample.set_defaults(handler=_sample)
+
+    demo.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args)
+    except (ValueError, TypeError, OSError) as error:
+        print(f"batchsampler {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _build_graph(args: argparse.Namespace) -> int:
+    embeddings = np.load(args.embeddings, allow_pickle=False)
+    graph = ProximityGraph.build(
+        embeddings, args.k, args.m, seed=args.seed, symmetrize=args.symmetrize,
+        keep_scores=not args.no_scores, num_threads=args.num_threads, show_progress=True,
+    )
+    graph.save(args.output)
+    in_degrees = graph.in_degrees()
+    print(
+        f"wrote {args.output}: {graph.num_nodes} nodes, {graph.num_edges} edges, "
+        f"in-degree median {int(np.median(in_degrees))}, no in-edge {np.mean(in_degrees == 0):.2%}"
+    )
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    suffix = args.output.suffix.lower()
+    if suffix not in (".jsonl", ".npy"):
+        raise ValueError(f"--output must end in .jsonl or .npy, got {args.output.name!r}")
+    if args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    graph = ProximityGraph.load(args.graph)
+    sampler = BatchSampler.from_graph(
+        graph, args.batch_size, restart_prob=args.restart_prob, seed=args.seed,
+        replacement=args.replacement, drop_last=args.drop_last,
+    )
+    epochs = [list(sampler) for _ in range(args.epochs)]
+    if suffix == ".jsonl":
+        with open(args.output, "w", encoding="utf-8") as handle:
+            for epoch, batches in enumerate(epochs):
+                for number, batch in enumerate(batches):
+                    handle.write(json.dumps({"epoch": epoch, "batch": number, "indices": batch}) + "\n")
+    else:
+        flat = [batch for batches in epochs for batch in batches]
+        array = np.full((len(flat), args.batch_size), -1, dtype=np.int64)
+        for row, batch in enumerate(flat):
+            array[row, : len(batch)] = batch
+        np.save(args.output, array)
+    print(f"wrote {args.output}: {args.epochs} epoch(s) x {len(sampler)} batches")
+    return 0

@@ -1,0 +1,176 @@
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+
+from batchsampler import ProximityGraph
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _brute_force_knn(x, k):
+    sims = _unit(x) @ _unit(x).T
+    np.fill_diagonal(sims, -np.inf)
+    return np.argsort(-sims, axis=1)[:, :k]
+
+
+def _assert_simple(graph):
+    neighbors = graph.neighbors
+    assert neighbors.dtype == np.int32
+    assert not (neighbors == np.arange(graph.num_nodes)[:, None]).any(), "self loop"
+    assert all(len(set(row)) == len(row) for row in neighbors.tolist()), "duplicate neighbour"
+
+
+def test_exact_graph_matches_brute_force():
+    x = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
+    graph = ProximityGraph.build(x, k=7, m=300)
+    assert graph.build_params["exact"]
+    np.testing.assert_array_equal(graph.neighbors, _brute_force_knn(x, 7))
+    _assert_simple(graph)
+
+
+@pytest.mark.parametrize("m", [5, 40, 298])
+def test_random_candidate_graph_is_simple_and_scored(m):
+    x = np.random.default_rng(1).standard_normal((300, 8)).astype(np.float32)
+    graph = ProximityGraph.build(x, k=5, m=m, seed=3)
+    assert not graph.build_params["exact"]
+    _assert_simple(graph)
+    unit = _unit(x)
+    expected = np.einsum("nd,nkd->nk", unit, unit[graph.neighbors])
+    np.testing.assert_allclose(graph.scores.reshape(300, 5), expected, atol=1e-5)
+    assert (np.diff(graph.scores.reshape(300, 5), axis=1) <= 1e-6).all(), "not sorted by similarity"
+
+
+def test_k_equal_m_keeps_every_candidate():
+    # With k == m all m candidates become neighbours: each node gets m distinct non-self ids,
+    # and stratified draws offer every node to about m anchors.
+    x = np.random.default_rng(2).standard_normal((500, 4)).astype(np.float32)
+    graph = ProximityGraph.build(x, k=10, m=10, seed=0, block_size=4)
+    _assert_simple(graph)
+    in_degrees = graph.in_degrees()
+    # ~2.75 passes x 4 anchors each; no node is left without in-edges.
+    assert in_degrees.min() >= 2 and in_degrees.max() <= 15
+
+
+def test_candidates_give_hard_but_not_nearest_neighbours(clustered):
+    x, labels = clustered
+    random_graph = ProximityGraph.build(x, k=5, m=10, seed=0)
+    exact_graph = ProximityGraph.build(x, k=5, m=len(x))
+    same_random = (labels[random_graph.neighbors] == labels[:, None]).mean()
+    same_exact = (labels[exact_graph.neighbors] == labels[:, None]).mean()
+    # One class is 1/6 of the data: ~1.7 of 10 candidates share it (rule of thumb min(k, p*m)).
+    assert same_exact == 1.0
+    assert 0.2 < same_random < 0.6
+
+
+def test_build_is_deterministic_per_seed():
+    x = np.random.default_rng(3).standard_normal((400, 8))
+    a = ProximityGraph.build(x, k=4, m=30, seed=5)
+    b = ProximityGraph.build(x, k=4, m=30, seed=5)
+    c = ProximityGraph.build(x, k=4, m=30, seed=6)
+    np.testing.assert_array_equal(a.neighbors, b.neighbors)
+    assert (a.neighbors != c.neighbors).any()
+
+
+def test_accepts_tensors_of_any_float_dtype():
+    x = torch.randn(100, 8, generator=torch.Generator().manual_seed(0))
+    reference = ProximityGraph.build(x.numpy(), k=3, m=20, seed=0)
+    for dtype in (torch.float64, torch.float16, torch.bfloat16):
+        graph = ProximityGraph.build(x.to(dtype), k=3, m=20, seed=0)
+        assert graph.neighbors.shape == (100, 3)
+    np.testing.assert_array_equal(ProximityGraph.build(x, k=3, m=20, seed=0).neighbors, reference.neighbors)
+
+
+@pytest.mark.parametrize("m", [10, 100])
+def test_degenerate_embeddings_still_give_simple_graphs(m):
+    identical = np.ones((100, 4), dtype=np.float32)
+    zeros = np.zeros((100, 4), dtype=np.float32)
+    duplicated = np.repeat(np.random.default_rng(0).standard_normal((10, 4)), 10, axis=0)
+    for x in (identical, zeros, duplicated):
+        _assert_simple(ProximityGraph.build(x, k=5, m=m, seed=0))
+
+
+def test_mask_keeps_unseen_rows_out_of_the_search(clustered):
+    x, _ = clustered
+    mask = np.ones(len(x), dtype=bool)
+    mask[::7] = False
+    x = x.copy()
+    x[~mask] = 1e3  # garbage that would dominate cosine search if it were used
+    graph = ProximityGraph.build(x, k=4, m=50, seed=0, mask=mask)
+    _assert_simple(graph)
+    valid_neighbors = graph.neighbors[mask]
+    assert mask[valid_neighbors].all(), "a seen row points to an unseen one"
+    assert np.isnan(graph.scores.reshape(-1, 4)[~mask]).all()
+    assert not np.isnan(graph.scores.reshape(-1, 4)[mask]).any()
+
+
+def test_symmetrize_adds_reverse_edges_without_duplicates():
+    x = np.random.default_rng(4).standard_normal((80, 5))
+    graph = ProximityGraph.build(x, k=3, m=20, seed=0)
+    sym = graph.symmetrize()
+    edges = set(zip(*graph.to_pyg().tolist()))
+    sym_edges = list(zip(*sym.to_pyg().tolist()))
+    assert len(sym_edges) == len(set(sym_edges))
+    assert set(sym_edges) == edges | {(b, a) for a, b in edges}
+    assert not sym.is_regular or sym.num_edges == graph.num_edges
+    with pytest.raises(ValueError, match="regular"):
+        sym.neighbors
+    assert ProximityGraph.build(x, k=3, m=20, seed=0, symmetrize=True).num_edges == sym.num_edges
+
+
+def test_save_load_roundtrip(tmp_path):
+    x = np.random.default_rng(5).standard_normal((60, 5))
+    graph = ProximityGraph.build(x, k=3, m=20, seed=0)
+    graph.save(tmp_path / "g.npz")
+    loaded = ProximityGraph.load(tmp_path / "g.npz")
+    np.testing.assert_array_equal(loaded.indptr, graph.indptr)
+    np.testing.assert_array_equal(loaded.indices, graph.indices)
+    np.testing.assert_array_equal(loaded.scores, graph.scores)
+    assert loaded.build_params == graph.build_params
+    np.save(tmp_path / "not_a_graph.npy", x)
+    np.savez(tmp_path / "other.npz", x=x)
+    with pytest.raises(ValueError, match="not a saved ProximityGraph"):
+        ProximityGraph.load(tmp_path / "other.npz")
+
+
+def test_exports_agree():
+    x = np.random.default_rng(6).standard_normal((50, 5))
+    graph = ProximityGraph.build(x, k=4, m=20, seed=0)
+    adjacency = graph.to_scipy()
+    assert adjacency.shape == (50, 50) and adjacency.nnz == 200
+    rows, cols = adjacency.nonzero()
+    edge_index = graph.to_pyg()
+    assert edge_index.dtype == torch.int64 and edge_index.shape == (2, 200)
+    assert set(zip(rows.tolist(), cols.tolist())) == set(zip(*edge_index.tolist()))
+    nx_graph = graph.to_networkx()
+    assert isinstance(nx_graph, nx.DiGraph) and nx_graph.number_of_edges() == 200
+    a, b = edge_index[:, 0].tolist()
+    assert nx_graph[a][b]["weight"] == pytest.approx(float(graph.scores[0]))
+    assert graph.to_scipy(weighted=False).sum() == 200
+
+
+@pytest.mark.parametrize(
+    "embeddings, kwargs, argument",
+    [
+        (np.full((10, 3), np.nan), {}, "embeddings"),
+        (np.array([[0.0, np.inf], [1.0, 2.0], [3.0, 4.0]]), {}, "embeddings"),
+        (np.zeros(10), {}, "embeddings"),
+        (np.zeros((0, 3)), {}, "embeddings"),
+        (np.zeros((10, 3)), {"k": 0}, "k"),
+        (np.zeros((10, 3)), {"k": 10}, "k"),
+        (np.zeros((10, 3)), {"k": 5, "m": 4}, "m"),
+        (np.zeros((10, 3)), {"k": 2, "mask": np.ones(9, dtype=bool)}, "mask"),
+        (np.zeros((10, 3)), {"k": 2, "mask": np.arange(10) < 2}, "mask"),
+    ],
+)
+def test_bad_input_raises_naming_the_argument(embeddings, kwargs, argument):
+    kwargs = {"k": 2, "m": 5, **kwargs}
+    with pytest.raises(ValueError, match=rf"^{argument}\b"):
+        ProximityGraph.build(embeddings, **kwargs)
+
+
+def test_non_integer_k_is_a_type_error():
+    with pytest.raises(TypeError, match=r"^k\b"):
+        ProximityGraph.build(np.zeros((10, 3)), k=2.5, m=5)
