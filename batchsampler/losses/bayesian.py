@@ -9,17 +9,15 @@ from .base import (
     ContrastiveLoss,
     PairLogits,
     Reduction,
-    check_range,
     effective_sample_size,
     masked_logsumexp,
 )
+from .validation import check_range
 
 __all__ = ["BayesianContrastiveLoss", "bcl_importance_weights"]
 
 
-def bcl_importance_weights(
-    cdf: Tensor, alpha: float, beta: float, tau_plus: float, eps: float = 0.0
-) -> Tensor:
+def bcl_importance_weights(cdf: Tensor, alpha: float, beta: float, tau_plus: float, eps: float = 0.0) -> Tensor:
     r"""BCL importance weights ``omega`` from empirical-CDF values (spec section D).
 
     Parameters

@@ -8,10 +8,10 @@ from .base import (
     ContrastiveLoss,
     PairLogits,
     Reduction,
-    check_range,
     debiased_log_denominator,
     masked_logsumexp,
 )
+from .validation import check_range
 
 __all__ = ["DebiasedContrastiveLoss"]
 

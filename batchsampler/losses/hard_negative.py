@@ -8,12 +8,12 @@ from torch import Tensor
 from .base import (
     PairLogits,
     Reduction,
-    check_range,
     effective_sample_size,
     masked_log_softmax,
     masked_logsumexp,
 )
 from .debiased import DebiasedContrastiveLoss
+from .validation import check_range
 
 __all__ = ["HardNegativeContrastiveLoss"]
 

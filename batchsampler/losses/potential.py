@@ -11,14 +11,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .base import (
-    ContrastiveLoss,
-    PairLogits,
-    Reduction,
-    check_choice,
-    check_range,
-    masked_logsumexp,
-)
+from .base import ContrastiveLoss, PairLogits, Reduction, masked_logsumexp
+from .validation import check_choice, check_range
 
 __all__ = ["PotentialSampleLoss"]
 
@@ -170,18 +164,14 @@ class PotentialSampleLoss(ContrastiveLoss):
             weights[idx, partner] = 1.0
             weights = weights / weights.sum(1, keepdim=True)
         log_ng = (
-            torch.log(num_pool.clamp_min(1))
-            - torch.log(num_keep.clamp_min(1))
-            + masked_logsumexp(pair.logits, keep)
+            torch.log(num_pool.clamp_min(1)) - torch.log(num_keep.clamp_min(1)) + masked_logsumexp(pair.logits, keep)
         )
         pair_loss = torch.logaddexp(pair.logits, log_ng[:, None]) - pair.logits
         positive = weights > 0
         values = (weights * pair_loss.masked_fill(~positive, 0.0)).sum(1)
         rows = num_keep > 0
         diagnostics = {
-            "kept_fraction": (num_keep / num_pool.clamp_min(1))[rows].mean()
-            if rows.any()
-            else num_keep.new_zeros(()),
+            "kept_fraction": (num_keep / num_pool.clamp_min(1) * rows).sum() / rows.sum().clamp_min(1),
             "mined_per_anchor": mined.sum(1).to(pair.logits.dtype).mean(),
         }
         return values, rows, diagnostics

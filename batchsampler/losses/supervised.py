@@ -9,11 +9,11 @@ from .base import (
     ContrastiveLoss,
     PairLogits,
     Reduction,
-    check_range,
     effective_sample_size,
     masked_log_softmax,
     masked_logsumexp,
 )
+from .validation import check_range
 
 __all__ = ["HardSupervisedContrastiveLoss"]
 
