@@ -8,7 +8,8 @@ that are rarely false negatives. All samplers plug into
 """
 
 from .bank import EmbeddingBank
-from .base import BaseBatchSampler, GraphBatchSampler
+from .base import BaseBatchSampler
+from .graph_sampler import GraphBatchSampler, RefreshStats
 from .baselines import KNNBatchSampler, UniformBatchSampler
 from .graph import ProximityGraph
 from .sampler import BatchSampler
@@ -32,6 +33,7 @@ __all__ = [
     "ProximityGraph",
     "EmbeddingBank",
     "WalkStats",
+    "RefreshStats",
     "SAMPLERS",
     "__version__",
 ]

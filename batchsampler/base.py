@@ -1,15 +1,21 @@
-"""Shared base of all batch samplers: epochs, seeding, length, the embedding bank, refresh.
+"""Shared base of all batch samplers: epochs, seeding, length, resumption, distributed slicing.
 
 Every sampler of the package is a ``torch.utils.data.Sampler[list[int]]`` meant for
-``DataLoader(dataset, batch_sampler=sampler)``, and all of them take the same constructor
-arguments and offer the same :meth:`~BaseBatchSampler.update` / :meth:`~BaseBatchSampler.refresh`
-methods, so that scripts can swap them freely.
+``DataLoader(dataset, batch_sampler=sampler)``; all take the same constructor arguments and
+offer the same ``update`` / ``refresh`` methods, so that scripts can swap them freely.
+
+How an epoch is made: batch ``i`` of epoch ``e`` is drawn with its own generator seeded by
+``(seed, e, i)`` from the instances not used earlier in the epoch (see :mod:`batchsampler.collect`).
+So every rank of a distributed job computes the same global batch stream and keeps its own
+slice, a resumed run can rebuild the position of an interrupted one, and a new graph can take
+over between any two batches.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import time
+import os
 from abc import abstractmethod
 from collections.abc import Iterator
 from typing import Any
@@ -19,41 +25,64 @@ from torch.utils.data import Sampler
 
 from ._validation import check_int, num_instances_of
 from .bank import EmbeddingBank
-from .graph import ProximityGraph
+from .collect import uniform_batch
+from .distributed import DistributedContext
 from .walk import WalkStats, num_batches
 
-__all__ = ["BaseBatchSampler", "GraphBatchSampler"]
+__all__ = ["BaseBatchSampler"]
 
 logger = logging.getLogger(__name__)
 
-# Independent random streams derived from the user's seed: SeedSequence([seed, stream, i]).
-_EPOCH_STREAM = 0
-_GRAPH_STREAM = 1
+# Independent random streams derived from the user's seed: SeedSequence([seed, stream, ...]).
+EPOCH_STREAM = 0
+GRAPH_STREAM = 1
+
+_CHECKPOINT_VERSION = 1
+
+
+class EpochForwarder:
+    """The ``.sampler`` child of a batch sampler: forwards ``set_epoch`` to its owner.
+
+    Lightning calls ``set_epoch`` on ``loader.batch_sampler.sampler`` and accelerate looks for
+    a ``sampler`` attribute; neither calls the batch sampler itself.
+    """
+
+    def __init__(self, owner: BaseBatchSampler) -> None:
+        self._owner = owner
+
+    def set_epoch(self, epoch: int) -> None:
+        self._owner.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self._owner.num_instances
 
 
 class BaseBatchSampler(Sampler[list[int]]):
-    """Base class: yields lists of ``batch_size`` dataset indices, one epoch per iteration.
+    """Base class: yields lists of dataset indices, one epoch per ``iter(sampler)``.
 
     Args:
         data: the number of instances ``N``, or a sized dataset (``len(data)`` is used).
-        batch_size: ``B``, in ``[1, N]``.
-        replacement: ``False`` (default): every index exactly once per epoch.
-            ``True``: batches are independent (indices unique within a batch only) and all
-            have exactly ``B`` indices.
-        drop_last: drop the last batch if it would be smaller than ``B``. Either way the
-            epoch has ``N // B`` (drop_last) or ``ceil(N / B)`` batches.
-        seed: non-negative int; the same (seed, epoch, graph) gives the same batches.
-        embeddings: optional ``[N, d]`` initial embeddings (array or tensor); when given the
-            bank is filled and :meth:`refresh` is called at construction.
+        batch_size: ``B``, indices per batch *on this process*. In distributed mode the global
+            batch has ``B * world_size`` indices and each rank yields its slice.
+        replacement: ``False`` (default): every index exactly once per epoch. ``True``: batches
+            are independent (indices unique within a batch only) and all full.
+        drop_last: drop the last batch if smaller than the others. The epoch has
+            ``N // (B * world_size)`` batches with ``drop_last``, else ``ceil(N / (B * world_size))``.
+        seed: non-negative int, identical on every rank; same (seed, epoch, graph) gives the
+            same batches.
+        embeddings: optional ``[N, d]`` initial embeddings (array or tensor).
+        distributed: ``None`` (default): shard when ``torch.distributed`` is initialised;
+            ``False``: never (e.g. when accelerate or Lightning shard batches themselves).
+        bank_dtype: storage of the embedding bank, ``numpy.float32`` or ``numpy.float16``.
 
-    Epochs: each ``iter(sampler)`` uses the current epoch and then advances it by one, so
-    successive epochs differ even if nobody calls :meth:`set_epoch`; calling ``set_epoch(e)``
-    before an epoch (as with ``DistributedSampler``) selects epoch ``e`` explicitly.
+    Epochs: each ``iter(sampler)`` produces the current epoch and advances it by one, so
+    successive epochs differ even if nobody calls :meth:`set_epoch`; ``set_epoch(e)`` (also
+    reachable as ``sampler.sampler.set_epoch(e)``, where Lightning calls it) selects ``e``.
 
     Raises:
-        TypeError: on a non-integer ``batch_size`` or ``seed``, or ``data`` that has no length.
-        ValueError: if ``batch_size`` is outside ``[1, N]``, ``seed`` is negative, or
-            ``embeddings`` do not have ``N`` rows (see :meth:`update` for more).
+        TypeError: non-integer ``batch_size`` or ``seed``, non-bool flags, ``data`` without length.
+        ValueError: ``batch_size`` outside ``[1, N / world_size]``, negative ``seed``, seeds or
+            sizes that differ between ranks, or ``embeddings`` without ``N`` rows.
     """
 
     def __init__(
@@ -65,19 +94,30 @@ class BaseBatchSampler(Sampler[list[int]]):
         drop_last: bool = False,
         seed: int = 0,
         embeddings: Any = None,
+        distributed: bool | None = None,
+        bank_dtype: Any = np.float32,
     ) -> None:
         self.num_instances = num_instances_of("data", data)
         self.batch_size = check_int("batch_size", batch_size, low=1)
-        if self.batch_size > self.num_instances:
-            raise ValueError(
-                f"batch_size must be <= the number of instances ({self.num_instances}), got {self.batch_size}"
-            )
-        self.replacement = _check_bool("replacement", replacement)
-        self.drop_last = _check_bool("drop_last", drop_last)
+        self.replacement = check_bool("replacement", replacement)
+        self.drop_last = check_bool("drop_last", drop_last)
         self.seed = check_int("seed", seed, low=0)
-        self.bank = EmbeddingBank(self.num_instances)
+        self.dist = DistributedContext.detect(distributed)
+        if self.global_batch_size > self.num_instances:
+            raise ValueError(
+                f"batch_size must be <= the number of instances ({self.num_instances}) divided by the "
+                f"world size ({self.dist.world_size}), got {self.batch_size}"
+            )
+        self.dist.check_identical(seed=self.seed, num_instances=self.num_instances, batch_size=self.batch_size)
+        self.bank = EmbeddingBank(self.num_instances, dtype=bank_dtype)
         self.walk_stats = WalkStats()
-        self._epoch = 0
+        self.sampler = EpochForwarder(self)
+        self._epoch = 0  # epoch of the next iteration
+        self._resume_position = 0  # batch the next iteration starts at (after load_state_dict)
+        self._current_epoch: int | None = None  # epoch of the iteration in progress
+        self._position = 0  # batches yielded in the current epoch
+        self._history: list[list[int]] = []  # global batches produced in the current epoch
+        self._restored_history: tuple[int, list[list[int]]] | None = None  # from load()
         self._initial_embeddings = embeddings
 
     def _load_initial_embeddings(self) -> None:
@@ -92,9 +132,14 @@ class BaseBatchSampler(Sampler[list[int]]):
                 f"{tuple(getattr(embeddings, 'shape', ()))}"
             )
         self.bank.update(np.arange(self.num_instances), embeddings)
-        self.refresh()
+        self.refresh(blocking=True)  # nothing else to serve until the first graph exists
 
     # ------------------------------------------------------------------ epochs
+
+    @property
+    def global_batch_size(self) -> int:
+        """Indices per batch over all ranks: ``batch_size * world_size``."""
+        return self.batch_size * self.dist.world_size
 
     @property
     def epoch(self) -> int:
@@ -104,134 +149,222 @@ class BaseBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch of the next iteration (``DistributedSampler`` convention)."""
         self._epoch = check_int("epoch", epoch, low=0)
+        self._resume_position = 0
 
     def __len__(self) -> int:
-        return num_batches(self.num_instances, self.batch_size, self.drop_last)
+        return num_batches(self.num_instances, self.global_batch_size, self.drop_last)
 
     def __iter__(self) -> Iterator[list[int]]:
-        epoch = self._epoch
-        self._epoch += 1
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, _EPOCH_STREAM, epoch]))
+        epoch, start = self._epoch, self._resume_position
+        self._epoch, self._resume_position = epoch + 1, 0
+        return self._iterate(epoch, start)
+
+    def _iterate(self, epoch: int, start: int) -> Iterator[list[int]]:
+        total = len(self)
+        self._current_epoch, self._position = epoch, start
         self.walk_stats = WalkStats()
-        return self._batches(rng)
+        self._on_epoch_start(epoch)
+        used = np.zeros(self.num_instances, dtype=bool)
+        produced = self._restore_progress(epoch, start, used)
+        self._history = produced
+        for index in range(start, total):
+            if index < len(produced):
+                batch = produced[index]  # produced before a checkpoint: replay as it was
+            else:
+                self._on_batch_start()
+                batch = self._next_batch(epoch, index, used)
+                produced.append(batch)
+            self._position = index + 1
+            yield self.dist.local_slice(batch)
+        self._on_epoch_end(epoch)
+
+    def _next_batch(self, epoch: int, index: int, used: np.ndarray) -> list[int]:
+        """Global batch ``index`` of ``epoch``; marks its indices in ``used``."""
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, EPOCH_STREAM, epoch, index]))
+        if self.replacement:
+            used = np.zeros(self.num_instances, dtype=bool)
+            size = self.global_batch_size
+        else:
+            size = min(self.global_batch_size, self.num_instances - index * self.global_batch_size)
+        batch = self._collect(used, size, rng)
+        if size % self.dist.world_size:
+            # Pad the last batch to a multiple of the world size with indices of the first
+            # batch, as DistributedSampler does, so that every rank gets the same batch size.
+            pad = self.dist.world_size - size % self.dist.world_size
+            batch = batch + self._history[0][:pad]
+        return batch
+
+    def _restore_progress(self, epoch: int, start: int, used: np.ndarray) -> list[list[int]]:
+        """Batches ``0 .. start - 1`` of ``epoch`` (or more, if a checkpoint has them); marks ``used``."""
+        restored, self._restored_history = self._restored_history, None
+        if restored is not None and restored[0] == epoch and len(restored[1]) >= start:
+            produced = [list(batch) for batch in restored[1]]
+        else:
+            if start and self._epoch_changed_graph(epoch):
+                logger.warning(
+                    "resuming epoch %d at batch %d by replay with the current graph; the graph changed "
+                    "during that epoch, so earlier batches may differ (load() a checkpoint to resume exactly)",
+                    epoch, start,
+                )
+            produced = []
+            scratch = np.zeros(self.num_instances, dtype=bool)
+            for index in range(start):
+                self._history = produced
+                produced.append(self._next_batch(epoch, index, scratch))
+        if not self.replacement:
+            # Batches produced beyond ``start`` (prefetched before a checkpoint) are used too.
+            for batch in produced:
+                used[batch] = True
+        return produced
+
+    def _epoch_changed_graph(self, epoch: int) -> bool:
+        return False
+
+    def _on_epoch_start(self, epoch: int) -> None:
+        """Hook: called before the first batch of every epoch."""
+
+    def _on_batch_start(self) -> None:
+        """Hook: called before producing each new global batch."""
+
+    def _on_epoch_end(self, epoch: int) -> None:
+        """Hook: called after the last batch of every epoch."""
 
     @abstractmethod
-    def _batches(self, rng: np.random.Generator) -> Iterator[list[int]]:
-        """One epoch of batches drawn with ``rng``."""
+    def _collect(self, used: np.ndarray, size: int, rng: np.random.Generator) -> list[int]:
+        """Collect one global batch of ``size`` unused indices with ``rng`` (marking ``used``)."""
 
-    def _uniform_batches(self, rng: np.random.Generator) -> Iterator[list[int]]:
-        n, b = self.num_instances, self.batch_size
-        count = len(self)
-        if self.replacement:
-            for _ in range(count):
-                yield rng.choice(n, size=b, replace=False).tolist()
-            return
-        order = rng.permutation(n)
-        for i in range(count):
-            yield order[i * b : (i + 1) * b].tolist()
+    def _uniform(self, used: np.ndarray, size: int, rng: np.random.Generator) -> list[int]:
+        return uniform_batch(used, size, rng)
 
     # ------------------------------------------------------------------ training-time service
 
     def update(self, indices: Any, embeddings: Any) -> None:
         """Store fresh embeddings of ``indices`` (e.g. from the training forward pass).
 
+        In distributed mode this is a collective: every rank must call it with its own batch,
+        and every rank's bank receives the rows of all ranks.
+
         Args:
             indices: ``[n]`` dataset indices of the batch (tensor, array or list).
-            embeddings: ``[n, d]`` embeddings (tensor on any device, or array); detached and
-                copied to CPU float32.
+            embeddings: ``[n, d]`` embeddings (tensor on any device and float dtype, or array);
+                detached and copied to the CPU bank.
 
         Raises:
             ValueError: on indices outside ``[0, N)``, mismatched row count, non-finite values.
         """
+        indices, embeddings = self.dist.gather_update(indices, embeddings)
         self.bank.update(indices, embeddings)
 
-    def refresh(self) -> ProximityGraph | None:
-        """Rebuild whatever the sampler derives from the bank (no-op here); returns the graph."""
+    def refresh(self, *, blocking: bool | None = None) -> Any:
+        """Rebuild whatever the sampler derives from the bank (nothing here); returns ``None``."""
         return None
+
+    # ------------------------------------------------------------------ resumption
+
+    def state_dict(self) -> dict[str, Any]:
+        """O(1) position of the sampler: epoch, batches yielded, seed and configuration.
+
+        Works with torchdata's ``StatefulDataLoader``, which calls it after every dispatched
+        batch. The graph and the bank are not part of it: persist them with :meth:`save`.
+        """
+        epoch, position = self._epoch, self._resume_position
+        if self._current_epoch is not None and self._position < len(self) and self._epoch == self._current_epoch + 1:
+            epoch, position = self._current_epoch, self._position
+        return {
+            "epoch": epoch,
+            "position": position,
+            "seed": self.seed,
+            "num_instances": self.num_instances,
+            "global_batch_size": self.global_batch_size,
+            **self._extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict`: the next iteration continues that epoch at that batch.
+
+        Raises:
+            ValueError: if the state belongs to a sampler with another seed, size or batch size.
+        """
+        for key in ("seed", "num_instances", "global_batch_size"):
+            if state.get(key) != getattr(self, key):
+                raise ValueError(f"state {key}={state.get(key)!r} does not match this sampler's {getattr(self, key)!r}")
+        self._epoch = check_int("state['epoch']", state["epoch"], low=0)
+        self._resume_position = check_int("state['position']", state["position"], low=0, high=len(self))
+        self._load_extra_state(state)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def _resumes_from_checkpoint(self) -> bool:
+        """True when a loaded checkpoint holds the batches up to the resume position."""
+        restored = self._restored_history
+        return restored is not None and restored[0] == self._epoch and len(restored[1]) >= self._resume_position
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a checkpoint (``.npz``): bank, graph, the current epoch's batches and the state.
+
+        Together with the O(1) :meth:`state_dict` saved by the training loop (or torchdata's
+        ``StatefulDataLoader``) at the same step, :meth:`load` resumes exactly: a run stopped
+        mid-epoch continues with the batches the uninterrupted run would have yielded. A
+        pending background build is waited for and saved too.
+        """
+        arrays: dict[str, np.ndarray] = {}
+        if self.bank.embeddings is not None:
+            arrays["bank_embeddings"] = self.bank.embeddings
+        arrays["bank_seen"] = self.bank.seen
+        lengths = [len(batch) for batch in self._history]
+        arrays["history_indices"] = np.asarray([i for batch in self._history for i in batch], dtype=np.int64)
+        arrays["history_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        meta = {
+            "format_version": _CHECKPOINT_VERSION,
+            "class": type(self).__name__,
+            "history_epoch": self._current_epoch,
+            "state": self.state_dict(),
+        }
+        self._save_extra(arrays, meta)
+        np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Restore a checkpoint written by :meth:`save` (call ``load_state_dict`` after it if the
+        training loop saved its own, later-consumed position).
+
+        Raises:
+            ValueError: if the checkpoint is from another kind of sampler, size, batch size or seed.
+        """
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            if meta.get("format_version") != _CHECKPOINT_VERSION or meta.get("class") != type(self).__name__:
+                raise ValueError(f"{os.fspath(path)!r} is not a {type(self).__name__} checkpoint")
+            self.bank.seen[:] = data["bank_seen"]
+            if "bank_embeddings" in data:
+                self.bank.embeddings = data["bank_embeddings"].astype(self.bank.dtype, copy=False)
+            offsets = data["history_offsets"]
+            indices = data["history_indices"].tolist()
+            history = [indices[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+            self._load_extra(data, meta)
+        self.load_state_dict(meta["state"])
+        if meta["history_epoch"] is not None:
+            self._restored_history = (meta["history_epoch"], history)
+
+    def _save_extra(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        pass
+
+    def _load_extra(self, data: Any, meta: dict[str, Any]) -> None:
+        pass
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(num_instances={self.num_instances}, batch_size={self.batch_size}, "
-            f"replacement={self.replacement}, drop_last={self.drop_last}, seed={self.seed})"
+            f"replacement={self.replacement}, drop_last={self.drop_last}, seed={self.seed}, "
+            f"world_size={self.dist.world_size})"
         )
 
 
-class GraphBatchSampler(BaseBatchSampler):
-    """Base of samplers that walk a :class:`ProximityGraph` built from the embedding bank.
-
-    Until the first successful :meth:`refresh` (no embeddings yet: warm-up) batches are uniform.
-
-    Args:
-        k: out-degree of the graph, ``1 <= k < N``.
-        m: candidates per node, ``m >= k`` (``m >= N - 1``: exact kNN graph).
-        num_threads: FAISS / torch threads while building the graph (``None``: unchanged).
-        **kwargs: see :class:`BaseBatchSampler`.
-    """
-
-    def __init__(self, data: Any, batch_size: int, *, k: int, m: int, num_threads: int | None = None, **kwargs: Any):
-        super().__init__(data, batch_size, **kwargs)
-        self.k = check_int("k", k, low=1)
-        self.m = check_int("m", m, low=1)
-        if self.k >= self.num_instances:
-            raise ValueError(f"k must be < the number of instances ({self.num_instances}), got k={self.k}")
-        if self.m < self.k:
-            raise ValueError(f"m must be >= k, got m={self.m} < k={self.k}")
-        self.num_threads = None if num_threads is None else check_int("num_threads", num_threads, low=1)
-        self.graph: ProximityGraph | None = None
-        self.graph_version = 0
-
-    def refresh(self) -> ProximityGraph | None:
-        """Rebuild the graph from the bank, synchronously; returns it (or ``None`` if impossible).
-
-        Rows never updated are kept out of the similarity search and get random out-edges
-        (see ``mask`` in :meth:`ProximityGraph.build`). With ``k`` or fewer rows seen there is
-        no graph to build: a warning is logged and the previous graph (or uniform warm-up
-        batches) stays in use.
-        """
-        seen = self.bank.num_seen
-        if seen <= self.k:
-            logger.warning("refresh skipped: %d instances seen, need more than k=%d", seen, self.k)
-            return self.graph
-        seed = np.random.SeedSequence([self.seed, _GRAPH_STREAM, self.graph_version])
-        start = time.perf_counter()
-        self.set_graph(self._build_graph(seed))
-        logger.info(
-            "graph v%d built in %.2fs (%d nodes, %d seen)",
-            self.graph_version, time.perf_counter() - start, self.num_instances, seen,
-        )
-        return self.graph
-
-    def set_graph(self, graph: ProximityGraph) -> None:
-        """Walk ``graph`` from the next epoch on (e.g. one built offline or loaded from disk).
-
-        Raises:
-            TypeError: if ``graph`` is not a :class:`ProximityGraph`.
-            ValueError: if it does not have ``N`` nodes.
-        """
-        if not isinstance(graph, ProximityGraph):
-            raise TypeError(f"graph must be a ProximityGraph, got {type(graph).__name__}")
-        if graph.num_nodes != self.num_instances:
-            raise ValueError(f"graph must have {self.num_instances} nodes, got {graph.num_nodes}")
-        self.graph = graph
-        self.graph_version += 1
-
-    def _build_graph(self, seed: np.random.SeedSequence) -> ProximityGraph:
-        mask = None if self.bank.seen.all() else self.bank.seen
-        return ProximityGraph.build(
-            self.bank.embeddings, self.k, self.m, seed=seed, mask=mask, num_threads=self.num_threads
-        )
-
-    def _batches(self, rng: np.random.Generator) -> Iterator[list[int]]:
-        if self.graph is None:
-            return self._uniform_batches(rng)
-        return self._graph_batches(self.graph, rng)
-
-    @abstractmethod
-    def _graph_batches(self, graph: ProximityGraph, rng: np.random.Generator) -> Iterator[list[int]]:
-        """One epoch of batches from ``graph``."""
-
-
-def _check_bool(name: str, value: Any) -> bool:
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool (NumPy bools included), else raise ``TypeError``."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} ({value!r})")
     return bool(value)

@@ -6,15 +6,15 @@ same ``update`` / ``refresh`` methods, so scripts can swap samplers by name.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from ._validation import check_int, num_instances_of
-from .base import BaseBatchSampler, GraphBatchSampler
+from .base import BaseBatchSampler
+from .collect import neighborhood_batch
 from .graph import ProximityGraph
-from .walk import neighborhood_batches
+from .graph_sampler import GraphBatchSampler
 
 __all__ = ["UniformBatchSampler", "KNNBatchSampler"]
 
@@ -23,7 +23,7 @@ class UniformBatchSampler(BaseBatchSampler):
     """Shuffled batches, like ``DataLoader(shuffle=True)``, with seeded, per-epoch order.
 
     Args:
-        data, batch_size, replacement, drop_last, seed, embeddings: as in
+        data, batch_size, replacement, drop_last, seed, embeddings, distributed: as in
             :class:`~batchsampler.base.BaseBatchSampler`. ``embeddings`` and later
             :meth:`update` calls are stored in :attr:`bank` (e.g. for diagnostics) but do not
             change the batches.
@@ -40,15 +40,17 @@ class UniformBatchSampler(BaseBatchSampler):
         drop_last: bool = False,
         seed: int = 0,
         embeddings: Any = None,
+        distributed: bool | None = None,
         **unused: Any,
     ) -> None:
         super().__init__(
-            data, batch_size, replacement=replacement, drop_last=drop_last, seed=seed, embeddings=embeddings
+            data, batch_size, replacement=replacement, drop_last=drop_last, seed=seed,
+            embeddings=embeddings, distributed=distributed,
         )
         self._load_initial_embeddings()
 
-    def _batches(self, rng: np.random.Generator) -> Iterator[list[int]]:
-        return self._uniform_batches(rng)
+    def _collect(self, used: np.ndarray, size: int, rng: np.random.Generator) -> list[int]:
+        return self._uniform(used, size, rng)
 
 
 class KNNBatchSampler(GraphBatchSampler):
@@ -63,6 +65,8 @@ class KNNBatchSampler(GraphBatchSampler):
     Args:
         k: neighbours per instance (default 100), ``1 <= k < N``.
         max_fruitless_steps: used neighbours in a row before a fresh anchor (default 64).
+        refresh_every, warmup_epochs, background, swap_delay, num_threads: the refresh policy
+            of :class:`~batchsampler.graph_sampler.GraphBatchSampler`.
         Others as in :class:`~batchsampler.BatchSampler`; ``m`` and ``restart_prob`` are
         accepted and ignored.
     """
@@ -79,18 +83,26 @@ class KNNBatchSampler(GraphBatchSampler):
         seed: int = 0,
         embeddings: Any = None,
         max_fruitless_steps: int = 64,
+        refresh_every: int | None = None,
+        warmup_epochs: int = 1,
+        background: bool = True,
+        swap_delay: int = 32,
         num_threads: int | None = None,
+        distributed: bool | None = None,
         **unused: Any,
     ) -> None:
         super().__init__(
-            data, batch_size, k=k, m=num_instances_of("data", data), num_threads=num_threads,
-            replacement=replacement, drop_last=drop_last, seed=seed, embeddings=embeddings,
+            data, batch_size, k=k, m=num_instances_of("data", data), refresh_every=refresh_every,
+            warmup_epochs=warmup_epochs, background=background, swap_delay=swap_delay,
+            num_threads=num_threads, replacement=replacement, drop_last=drop_last, seed=seed,
+            embeddings=embeddings, distributed=distributed,
         )
         self.max_fruitless_steps = check_int("max_fruitless_steps", max_fruitless_steps, low=1)
         self._load_initial_embeddings()
 
-    def _graph_batches(self, graph: ProximityGraph, rng: np.random.Generator) -> Iterator[list[int]]:
-        return neighborhood_batches(
-            graph, self.batch_size, rng, replacement=self.replacement, drop_last=self.drop_last,
-            max_fruitless_steps=self.max_fruitless_steps, stats=self.walk_stats,
+    def _collect_from_graph(
+        self, graph: ProximityGraph, used: np.ndarray, size: int, rng: np.random.Generator
+    ) -> list[int]:
+        return neighborhood_batch(
+            graph, used, size, rng, max_fruitless_steps=self.max_fruitless_steps, stats=self.walk_stats
         )

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ._validation import check_int, check_probability
-from .base import GraphBatchSampler
+from .collect import walk_batch
 from .graph import ProximityGraph
-from .walk import random_walk_batches
+from .graph_sampler import GraphBatchSampler
 
-__all__ = ["BatchSampler"]
+__all__ = ["BatchSampler", "decayed_restart_prob"]
+
+
+def decayed_restart_prob(restart_prob: float, epoch: int) -> float:
+    """The authors' schedule: ``max(0.05, restart_prob - 0.02 * epoch)``."""
+    return max(0.05, restart_prob - 0.02 * epoch)
 
 
 class BatchSampler(GraphBatchSampler):
@@ -42,6 +47,8 @@ class BatchSampler(GraphBatchSampler):
         m: random candidates per node (default 1000, the paper's M), ``m >= k``. Smaller ``m``
             gives easier batches with fewer false negatives; ``m >= N - 1`` is the kNN graph.
         restart_prob: alpha in ``[0, 1]`` (default 0.2). Larger keeps batches tighter (harder).
+        restart_prob_schedule: ``"constant"`` (default), ``"decay"`` (the authors' code:
+            ``max(0.05, restart_prob - 0.02 * epoch)``) or a callable ``epoch -> alpha``.
         replacement: ``False``: every index exactly once per epoch; ``True``: independent
             batches of ``B`` distinct indices (closer to the authors' code).
         drop_last: drop the smaller last batch (``N // B`` batches instead of ``ceil(N / B)``).
@@ -49,12 +56,16 @@ class BatchSampler(GraphBatchSampler):
         embeddings: optional ``[N, d]`` initial embeddings; the graph is built at construction.
         max_fruitless_steps: steps without a new instance before the walk re-seeds (default 64).
         symmetrize: make the graph undirected before walking.
-        num_threads: FAISS / torch threads for graph building (``None``: unchanged).
+        refresh_every, warmup_epochs, background, swap_delay, num_threads: the refresh policy,
+            see :class:`~batchsampler.graph_sampler.GraphBatchSampler` (default: refresh only
+            when :meth:`refresh` is called; background builds).
+        distributed, bank_dtype: see :class:`~batchsampler.base.BaseBatchSampler`.
 
     Raises:
         ValueError: ``batch_size`` outside ``[1, N]``, ``k < 1``, ``k >= N``, ``m < k``,
-            ``restart_prob`` outside ``[0, 1]``, ``max_fruitless_steps < 1``, or bad
-            ``embeddings`` (non-2-D, NaN/inf, row count other than ``N``).
+            ``restart_prob`` outside ``[0, 1]``, an unknown ``restart_prob_schedule``,
+            ``max_fruitless_steps < 1``, bad refresh settings, or bad ``embeddings``
+            (non-2-D, NaN/inf, row count other than ``N``).
         TypeError: non-integer sizes or non-bool flags.
     """
 
@@ -66,19 +77,34 @@ class BatchSampler(GraphBatchSampler):
         k: int = 100,
         m: int = 1000,
         restart_prob: float = 0.2,
+        restart_prob_schedule: str | Callable[[int], float] = "constant",
         replacement: bool = False,
         drop_last: bool = False,
         seed: int = 0,
         embeddings: Any = None,
         max_fruitless_steps: int = 64,
         symmetrize: bool = False,
+        refresh_every: int | None = None,
+        warmup_epochs: int = 1,
+        background: bool = True,
+        swap_delay: int = 32,
         num_threads: int | None = None,
+        distributed: bool | None = None,
+        bank_dtype: Any = np.float32,
     ) -> None:
         super().__init__(
-            data, batch_size, k=k, m=m, num_threads=num_threads, replacement=replacement,
-            drop_last=drop_last, seed=seed, embeddings=embeddings,
+            data, batch_size, k=k, m=m, refresh_every=refresh_every, warmup_epochs=warmup_epochs,
+            background=background, swap_delay=swap_delay, num_threads=num_threads,
+            replacement=replacement, drop_last=drop_last, seed=seed, embeddings=embeddings,
+            distributed=distributed, bank_dtype=bank_dtype,
         )
         self.restart_prob = check_probability("restart_prob", restart_prob)
+        if restart_prob_schedule not in ("constant", "decay") and not callable(restart_prob_schedule):
+            raise ValueError(
+                f"restart_prob_schedule must be 'constant', 'decay' or a callable, got {restart_prob_schedule!r}"
+            )
+        self.restart_prob_schedule = restart_prob_schedule
+        self.current_restart_prob = self.restart_prob
         self.max_fruitless_steps = check_int("max_fruitless_steps", max_fruitless_steps, low=1)
         self.symmetrize = bool(symmetrize)
         self._load_initial_embeddings()
@@ -99,14 +125,31 @@ class BatchSampler(GraphBatchSampler):
         sampler.set_graph(graph)
         return sampler
 
-    def _build_graph(self, seed: np.random.SeedSequence) -> ProximityGraph:
-        graph = super()._build_graph(seed)
+    def _build_graph(self, embeddings: np.ndarray, seen: np.ndarray, seed: np.random.SeedSequence) -> ProximityGraph:
+        graph = super()._build_graph(embeddings, seen, seed)
         return graph.symmetrize() if self.symmetrize else graph
 
-    def _graph_batches(self, graph: ProximityGraph, rng: np.random.Generator) -> Iterator[list[int]]:
-        return random_walk_batches(
-            graph, self.batch_size, self.restart_prob, rng,
-            replacement=self.replacement, drop_last=self.drop_last,
+    def _on_epoch_start(self, epoch: int) -> None:
+        super()._on_epoch_start(epoch)
+        self.current_restart_prob = self.restart_prob_at(epoch)
+
+    def restart_prob_at(self, epoch: int) -> float:
+        """Alpha used in ``epoch`` under ``restart_prob_schedule``.
+
+        Raises:
+            ValueError: if a callable schedule returns a value outside ``[0, 1]``.
+        """
+        if self.restart_prob_schedule == "constant":
+            return self.restart_prob
+        if self.restart_prob_schedule == "decay":
+            return decayed_restart_prob(self.restart_prob, epoch)
+        return check_probability("restart_prob_schedule(epoch)", self.restart_prob_schedule(epoch))
+
+    def _collect_from_graph(
+        self, graph: ProximityGraph, used: np.ndarray, size: int, rng: np.random.Generator
+    ) -> list[int]:
+        return walk_batch(
+            graph, used, size, self.current_restart_prob, rng,
             max_fruitless_steps=self.max_fruitless_steps, stats=self.walk_stats,
         )
 

@@ -1,0 +1,322 @@
+"""Samplers that walk a proximity graph and keep it fresh during training.
+
+The graph is rebuilt from the embedding bank on request (:meth:`GraphBatchSampler.refresh`)
+or on a schedule (``refresh_every`` produced batches, after ``warmup_epochs`` epochs of
+uniform batches). A rebuild runs in a background thread while batches keep coming from the
+old graph; the new graph takes over exactly ``swap_delay`` produced batches after the request
+(the sampler waits for it there if it is late). Fixing the swap point, instead of swapping
+whenever the thread finishes, keeps the batch stream a deterministic function of the seed and
+the training run: identical on every rank and after a resume.
+
+Timing with DataLoader prefetching: the batch sampler runs ahead of the training loop by about
+``prefetch_factor * num_workers`` batches (0 with ``num_workers=0``), so batch counts here are
+*produced* batches and an :meth:`update` after training step ``t`` is in the bank from about
+batch ``t + prefetch_factor * num_workers`` on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import abstractmethod
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._validation import check_int
+from .base import GRAPH_STREAM, BaseBatchSampler, check_bool
+from .graph import ProximityGraph
+
+__all__ = ["GraphBatchSampler", "RefreshStats"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RefreshStats:
+    """What graph refreshes cost so far."""
+
+    builds: int = 0
+    """Graphs built."""
+    build_seconds: float = 0.0
+    """Time spent building (in the background thread or inline)."""
+    stall_seconds: float = 0.0
+    """Time the batch stream waited for a graph (inline builds and late background builds)."""
+
+
+@dataclass
+class _PendingBuild:
+    """A requested graph: a running build (``future``) or its finished ``result``."""
+
+    swap_at: int
+    future: Future | None = None
+    result: tuple[ProximityGraph, float] | None = None
+
+    def get(self) -> tuple[ProximityGraph, float]:
+        """The graph and its build seconds, waiting for the build if needed."""
+        if self.result is None:
+            self.result = self.future.result()
+            self.future = None
+        return self.result
+
+
+class GraphBatchSampler(BaseBatchSampler):
+    """Base of samplers that walk a :class:`ProximityGraph` built from the embedding bank.
+
+    Until the first graph exists, batches are uniform (warm-up).
+
+    Args:
+        k: out-degree of the graph, ``1 <= k < N``.
+        m: candidates per node, ``m >= k`` (``m >= N - 1``: exact kNN graph).
+        refresh_every: rebuild the graph every this many produced batches (the paper uses 100);
+            ``None`` (default): only when :meth:`refresh` is called.
+        warmup_epochs: with ``refresh_every``, epochs of uniform batches before the first
+            automatic build (default 1).
+        background: scheduled builds run in a background thread (default True); ``False``
+            builds inline, stalling the batch stream for the build time.
+        swap_delay: produced batches between a background build request and the swap
+            (default 32). Larger hides longer builds; smaller keeps graphs fresher.
+        num_threads: FAISS / torch threads during builds (``None``: unchanged).
+        **kwargs: see :class:`~batchsampler.base.BaseBatchSampler`.
+
+    Raises:
+        ValueError: ``k < 1``, ``k >= N``, ``m < k``, ``refresh_every < 1``, ``warmup_epochs < 0``,
+            ``swap_delay < 0``, ``num_threads < 1``.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        batch_size: int,
+        *,
+        k: int,
+        m: int,
+        refresh_every: int | None = None,
+        warmup_epochs: int = 1,
+        background: bool = True,
+        swap_delay: int = 32,
+        num_threads: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(data, batch_size, **kwargs)
+        self.k = check_int("k", k, low=1)
+        self.m = check_int("m", m, low=1)
+        if self.k >= self.num_instances:
+            raise ValueError(f"k must be < the number of instances ({self.num_instances}), got k={self.k}")
+        if self.m < self.k:
+            raise ValueError(f"m must be >= k, got m={self.m} < k={self.k}")
+        self.refresh_every = None if refresh_every is None else check_int("refresh_every", refresh_every, low=1)
+        self.warmup_epochs = check_int("warmup_epochs", warmup_epochs, low=0)
+        self.background = check_bool("background", background)
+        self.swap_delay = check_int("swap_delay", swap_delay, low=0)
+        self.num_threads = None if num_threads is None else check_int("num_threads", num_threads, low=1)
+        self.graph: ProximityGraph | None = None
+        self.graph_version = 0
+        self.refresh_stats = RefreshStats()
+        self._builds_requested = 0
+        self._produced_total = 0
+        self._next_refresh_at: int | None = None
+        self._pending: _PendingBuild | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._epoch_start_version = 0
+
+    # ------------------------------------------------------------------ graph
+
+    def set_graph(self, graph: ProximityGraph) -> None:
+        """Walk ``graph`` from the next produced batch on (e.g. one built offline).
+
+        Raises:
+            TypeError: if ``graph`` is not a :class:`ProximityGraph`.
+            ValueError: if it does not have ``N`` nodes.
+        """
+        if not isinstance(graph, ProximityGraph):
+            raise TypeError(f"graph must be a ProximityGraph, got {type(graph).__name__}")
+        if graph.num_nodes != self.num_instances:
+            raise ValueError(f"graph must have {self.num_instances} nodes, got {graph.num_nodes}")
+        self.graph = graph
+        self.graph_version += 1
+
+    def refresh(self, *, blocking: bool | None = None) -> ProximityGraph | None:
+        """Rebuild the graph from the bank now (the automatic schedule uses ``background``).
+
+        Args:
+            blocking: ``True`` or ``None`` (default): build now; the next produced batch walks
+                the new graph. ``False``: request a background build that takes over
+                ``swap_delay`` produced batches later. In distributed mode every rank must call
+                this at the same point.
+
+        Returns:
+            The graph in use after the call. With ``k`` or fewer instances seen there is nothing
+            to build: a warning is logged and the current graph (or warm-up) stays.
+
+        Raises:
+            RuntimeError: if a background build fails (here, or where its swap was due).
+        """
+        blocking = True if blocking is None else check_bool("blocking", blocking)
+        if not self._enough_seen():
+            return self.graph
+        if blocking:
+            self._swap_pending(force=True)
+            self._build_now()
+        elif self._pending is None:
+            self._request_background()
+        return self.graph
+
+    def _enough_seen(self) -> bool:
+        seen = self.bank.num_seen
+        if seen <= self.k:
+            logger.warning("refresh skipped: %d instances seen, need more than k=%d", seen, self.k)
+            return False
+        return True
+
+    def _next_build_seed(self) -> np.random.SeedSequence:
+        seed = np.random.SeedSequence([self.seed, GRAPH_STREAM, self._builds_requested])
+        self._builds_requested += 1
+        return seed
+
+    def _build_now(self) -> None:
+        start = time.perf_counter()
+        graph = self._build_graph(self.bank.embeddings, self.bank.seen, self._next_build_seed())
+        elapsed = time.perf_counter() - start
+        self.refresh_stats.builds += 1
+        self.refresh_stats.build_seconds += elapsed
+        self.refresh_stats.stall_seconds += elapsed
+        self.set_graph(graph)
+        logger.info("graph v%d built inline in %.2fs", self.graph_version, elapsed)
+
+    def _request_background(self) -> None:
+        # The snapshot keeps the build independent of updates that arrive while it runs.
+        embeddings, seen = self.bank.embeddings.copy(), self.bank.seen.copy()
+        seed = self._next_build_seed()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchsampler-graph")
+
+        def build() -> tuple[ProximityGraph, float]:
+            start = time.perf_counter()
+            return self._build_graph(embeddings, seen, seed), time.perf_counter() - start
+
+        self._pending = _PendingBuild(self._produced_total + self.swap_delay, future=self._executor.submit(build))
+
+    def _swap_pending(self, force: bool = False) -> None:
+        pending = self._pending
+        if pending is None or (not force and self._produced_total < pending.swap_at):
+            return
+        self._pending = None
+        wait_start = time.perf_counter()
+        try:
+            graph, build_seconds = pending.get()
+        except Exception as error:
+            raise RuntimeError(f"background graph build failed: {error}") from error
+        self.refresh_stats.stall_seconds += time.perf_counter() - wait_start
+        self.refresh_stats.builds += 1
+        self.refresh_stats.build_seconds += build_seconds
+        self.set_graph(graph)
+        logger.info("graph v%d built in the background in %.2fs", self.graph_version, build_seconds)
+
+    def _build_graph(self, embeddings: np.ndarray, seen: np.ndarray, seed: np.random.SeedSequence) -> ProximityGraph:
+        """Build a graph from a bank snapshot; rows not ``seen`` are kept out of the search."""
+        return ProximityGraph.build(
+            embeddings, self.k, self.m, seed=seed, mask=None if seen.all() else seen, num_threads=self.num_threads
+        )
+
+    def close(self) -> None:
+        """Wait for a pending background build (without swapping) and stop the build thread."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    # ------------------------------------------------------------------ epoch hooks
+
+    def _on_epoch_start(self, epoch: int) -> None:
+        self._epoch_start_version = self.graph_version
+        if self.refresh_every is not None and epoch >= self.warmup_epochs and self._next_refresh_at is None:
+            self._next_refresh_at = self._produced_total
+
+    def _on_batch_start(self) -> None:
+        due = self._next_refresh_at is not None and self._produced_total >= self._next_refresh_at
+        if due and self._pending is None and self._enough_seen():
+            if self.background:
+                self._request_background()
+            else:
+                self._build_now()
+            self._next_refresh_at = self._produced_total + self.refresh_every
+        self._swap_pending()
+        self._produced_total += 1
+
+    def _epoch_changed_graph(self, epoch: int) -> bool:
+        return self.graph_version != self._epoch_start_version
+
+    def _collect(self, used: np.ndarray, size: int, rng: np.random.Generator) -> list[int]:
+        if self.graph is None:
+            return self._uniform(used, size, rng)
+        return self._collect_from_graph(self.graph, used, size, rng)
+
+    @abstractmethod
+    def _collect_from_graph(
+        self, graph: ProximityGraph, used: np.ndarray, size: int, rng: np.random.Generator
+    ) -> list[int]:
+        """One global batch from ``graph``."""
+
+    # ------------------------------------------------------------------ resumption
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "graph_version": self.graph_version,
+            "epoch_start_graph_version": self._epoch_start_version,
+            "produced_total": self._produced_total,
+            "next_refresh_at": self._next_refresh_at,
+        }
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        if self._resumes_from_checkpoint():
+            return  # the checkpoint's refresh clock is the one that matches its batches
+        if state.get("graph_version") != self.graph_version:
+            logger.warning(
+                "state has graph version %s but this sampler has %s: load() the matching checkpoint "
+                "to resume exactly", state.get("graph_version"), self.graph_version,
+            )
+        self._epoch_start_version = state.get("epoch_start_graph_version", self.graph_version)
+        self._produced_total = state.get("produced_total", self._produced_total)
+        self._next_refresh_at = state.get("next_refresh_at", self._next_refresh_at)
+
+    def _save_extra(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        for name, graph in (("graph", self.graph), ("pending", self._pending and self._pending.get()[0])):
+            if graph is not None:
+                arrays[f"{name}_indptr"], arrays[f"{name}_indices"] = graph.indptr, graph.indices
+                if graph.scores is not None:
+                    arrays[f"{name}_scores"] = graph.scores
+                meta[f"{name}_params"] = graph.build_params
+        meta["refresh"] = {
+            "graph_version": self.graph_version,
+            "builds_requested": self._builds_requested,
+            "pending_swap_at": None if self._pending is None else self._pending.swap_at,
+            "stats": vars(self.refresh_stats),
+        }
+
+    def _load_extra(self, data: Any, meta: dict[str, Any]) -> None:
+        graphs = {}
+        for name in ("graph", "pending"):
+            if f"{name}_indptr" in data:
+                scores = data[f"{name}_scores"] if f"{name}_scores" in data else None
+                graphs[name] = ProximityGraph(
+                    data[f"{name}_indptr"], data[f"{name}_indices"], scores, build_params=meta[f"{name}_params"]
+                )
+        refresh = meta["refresh"]
+        self.graph = graphs.get("graph")
+        self.graph_version = refresh["graph_version"]
+        self._builds_requested = refresh["builds_requested"]
+        self.refresh_stats = RefreshStats(**refresh["stats"])
+        self._pending = None
+        if "pending" in graphs:
+            self._pending = _PendingBuild(refresh["pending_swap_at"], result=(graphs["pending"], 0.0))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Copies (pickling, deepcopy by frameworks) get no thread: a pending build is finished
+        # first and kept as a result, so the copy swaps it in at the same batch.
+        state = self.__dict__.copy()
+        state["_executor"] = None
+        if self._pending is not None:
+            state["_pending"] = _PendingBuild(self._pending.swap_at, result=self._pending.get())
+        return state
