@@ -77,7 +77,8 @@ class GraphBatchSampler(BaseBatchSampler):
         background: scheduled builds run in a background thread (default True); ``False``
             builds inline, stalling the batch stream for the build time.
         swap_delay: produced batches between a background build request and the swap
-            (default 32). Larger hides longer builds; smaller keeps graphs fresher.
+            (default 8). It should cover the build time in training steps: larger hides
+            longer builds, smaller keeps graphs fresher.
         num_threads: FAISS / torch threads during builds (``None``: unchanged).
         **kwargs: see :class:`~batchsampler.base.BaseBatchSampler`.
 
@@ -96,7 +97,7 @@ class GraphBatchSampler(BaseBatchSampler):
         refresh_every: int | None = None,
         warmup_epochs: int = 1,
         background: bool = True,
-        swap_delay: int = 32,
+        swap_delay: int = 8,
         num_threads: int | None = None,
         **kwargs: Any,
     ) -> None:

@@ -87,7 +87,7 @@ class BatchSampler(GraphBatchSampler):
         refresh_every: int | None = None,
         warmup_epochs: int = 1,
         background: bool = True,
-        swap_delay: int = 32,
+        swap_delay: int = 8,
         num_threads: int | None = None,
         distributed: bool | None = None,
         bank_dtype: Any = np.float32,
