@@ -17,13 +17,13 @@ import json
 import logging
 import os
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 from torch.utils.data import Sampler
 
-from ._validation import check_int, num_instances_of
+from ._validation import check_int, num_instances_of, to_numpy_2d
 from .bank import EmbeddingBank
 from .collect import uniform_batch
 from .distributed import DistributedContext
@@ -258,6 +258,55 @@ class BaseBatchSampler(Sampler[list[int]]):
     def refresh(self, *, blocking: bool | None = None) -> Any:
         """Rebuild whatever the sampler derives from the bank (nothing here); returns ``None``."""
         return None
+
+    def refresh_from(
+        self,
+        encode_fn: Callable[[Any], Any],
+        dataset: Any,
+        *,
+        batch_size: int = 256,
+        collate_fn: Callable[[list], Any] | None = None,
+        show_progress: bool = False,
+    ) -> Any:
+        """Encode the whole dataset, store every embedding in the bank, then :meth:`refresh`.
+
+        For users who prefer a separate encoding pass to embeddings from the training step.
+        In distributed mode each rank encodes a contiguous ``1 / world_size`` share and the
+        shares are all-gathered once, so the pass scales with ranks.
+
+        Args:
+            encode_fn: maps one collated batch of ``dataset`` items to ``[n, d]`` embeddings
+                (tensor or array); called under ``torch.no_grad()``. Put the model in eval mode.
+            dataset: the ``N`` instances, in index order (a map-style dataset).
+            batch_size: items per encoding batch.
+            collate_fn: as in ``DataLoader`` (default collation if ``None``).
+            show_progress: show a tqdm progress bar.
+
+        Returns:
+            What :meth:`refresh` returns (the new graph for graph samplers).
+
+        Raises:
+            ValueError: if ``len(dataset) != N`` or ``encode_fn`` returns the wrong number of rows.
+        """
+        import torch
+        from torch.utils.data import DataLoader, Subset
+        from tqdm.auto import tqdm
+
+        if num_instances_of("dataset", dataset) != self.num_instances:
+            raise ValueError(f"dataset must have {self.num_instances} instances, got {len(dataset)}")
+        batch_size = check_int("batch_size", batch_size, low=1)
+        share = -(-self.num_instances // self.dist.world_size)
+        rows = np.arange(self.dist.rank * share, min(self.num_instances, (self.dist.rank + 1) * share))
+        loader = DataLoader(Subset(dataset, rows.tolist()), batch_size=batch_size, collate_fn=collate_fn)
+        chunks = []
+        with torch.no_grad():
+            for batch in tqdm(loader, desc="encoding", unit="batch", disable=not show_progress):
+                chunks.append(to_numpy_2d("encode_fn(batch)", encode_fn(batch)).astype(np.float32, copy=False))
+        encoded = np.concatenate(chunks) if chunks else np.zeros((0, 1), dtype=np.float32)
+        if encoded.shape[0] != rows.size:
+            raise ValueError(f"encode_fn must return one row per item: got {encoded.shape[0]} rows for {rows.size} items")
+        self.bank.update(self.dist.all_gather_rows(rows), self.dist.all_gather_rows(encoded))
+        return self.refresh(blocking=True)
 
     # ------------------------------------------------------------------ resumption
 

@@ -5,6 +5,7 @@ import json
 import os
 
 import numpy as np
+import torch
 import torch.distributed as dist
 
 
@@ -36,8 +37,12 @@ def train(rank, world_size, out_dir, config):
             versions.append(getattr(sampler, "graph_version", 0))
         graph = getattr(sampler, "graph", None)
         digest = None if graph is None else hashlib.sha1(graph.indices.tobytes()).hexdigest()
+        bank_digest = hashlib.sha1(sampler.bank.embeddings.tobytes()).hexdigest()
+        # An encoding pass sharded over ranks fills every rank's bank with the full dataset.
+        sampler.refresh_from(lambda batch: batch.numpy() * 3.0, torch.from_numpy(embeddings), batch_size=16)
+        encoded_ok = bool(np.array_equal(sampler.bank.embeddings, embeddings * 3.0))
         result = {"len": len(sampler), "local": local, "global": global_batches, "versions": versions,
-                  "graph": digest, "bank": hashlib.sha1(sampler.bank.embeddings.tobytes()).hexdigest()}
+                  "graph": digest, "bank": bank_digest, "encoded_ok": encoded_ok}
     except Exception as error:  # reported to the test, which asserts on it
         result = {"error": f"{type(error).__name__}: {error}"}
     finally:

@@ -35,6 +35,7 @@ def test_ranks_share_one_global_stream_and_split_it(tmp_path, world_size, sample
     # Identical global streams, graphs and banks on every rank.
     assert all(r["global"] == reference["global"] for r in results)
     assert all(r["graph"] == reference["graph"] and r["bank"] == reference["bank"] for r in results)
+    assert all(r["encoded_ok"] for r in results)
     if sampler != "uniform":
         assert reference["graph"] is not None and reference["versions"][-1] >= 3  # refreshed mid-epoch
     for epoch, global_batches in enumerate(reference["global"]):

@@ -138,3 +138,27 @@ def test_pickled_copy_continues_identically(clustered):
     copy = pickle.loads(pickle.dumps(sampler))
     assert copy._pending is not None and copy._executor is None
     assert _train(copy, embeddings, 2) == _train(sampler, embeddings, 2)
+
+
+def test_refresh_from_an_encoding_pass(clustered):
+    import torch
+
+    embeddings, _ = clustered
+    data = torch.tensor(embeddings)
+    sampler = BatchSampler(len(data), 16, k=5, m=30, seed=0)
+    calls = []
+
+    def encode(batch):
+        calls.append(len(batch))
+        return batch * 2.0
+
+    graph = sampler.refresh_from(encode, data, batch_size=50)
+    assert calls == [50, 50, 50, 50, 40]
+    assert graph is sampler.graph and sampler.bank.seen.all()
+    np.testing.assert_allclose(sampler.bank.embeddings, embeddings * 2.0)
+    reference = BatchSampler(len(data), 16, k=5, m=30, seed=0, embeddings=embeddings)
+    np.testing.assert_array_equal(graph.neighbors, reference.graph.neighbors)  # scale-free cosine
+    with pytest.raises(ValueError, match=r"^dataset must have 240"):
+        sampler.refresh_from(encode, data[:10])
+    with pytest.raises(ValueError, match=r"^encode_fn must return one row per item"):
+        sampler.refresh_from(lambda batch: batch[:1], data, batch_size=50)
