@@ -6,11 +6,15 @@ epoch is a sequence of such calls, batch ``i`` drawing from its own generator se
 ``(seed, epoch, i)``; batch ``i`` is therefore a pure function of the seed, the epoch, ``i``,
 the graph in use and the instances used before it. That is what makes epochs reproducible
 across ranks and resumable mid-epoch, and lets a new graph take over between two batches.
+
+The walks are compiled with numba (``cache=True``: compiled once per installation); their
+random numbers come from numba's generator, seeded per batch from the batch's NumPy generator.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from .graph import ProximityGraph
 from .walk import WalkStats
@@ -67,42 +71,14 @@ def walk_batch(
     batch. After ``max_fruitless_steps`` steps in a row without a new instance it re-seeds at
     a random unused instance, so it terminates on any graph. Requires ``size`` unused instances.
     """
-    indptr, indices = graph.indptr, graph.indices
-    batch = take_random(used, 1, rng)
-    seed = current = batch[0]
-    fruitless = steps = restarts = reseeds = 0
-    uniforms = rng.random(4 * size + 64)
-    cursor = 0
-    while len(batch) < size:
-        if cursor == uniforms.size:
-            uniforms, cursor = rng.random(uniforms.size), 0
-        u = uniforms[cursor]
-        cursor += 1
-        steps += 1
-        start, stop = indptr[current], indptr[current + 1]
-        if u < restart_prob or start == stop:
-            current = seed
-            restarts += 1
-        else:
-            # (u - alpha) / (1 - alpha) is uniform on [0, 1) given u >= alpha: one draw per step.
-            offset = int((u - restart_prob) / (1.0 - restart_prob) * (stop - start))
-            current = int(indices[start + min(offset, stop - start - 1)])
-        if not used[current]:
-            used[current] = True
-            batch.append(current)
-            fruitless = 0
-        else:
-            fruitless += 1
-            if fruitless >= max_fruitless_steps:
-                seed = current = take_random(used, 1, rng)[0]
-                batch.append(seed)
-                fruitless = 0
-                reseeds += 1
+    batch, steps, restarts, reseeds = _walk_kernel(
+        graph.indptr, graph.indices, used, size, float(restart_prob), max_fruitless_steps, _kernel_seed(rng)
+    )
     if stats is not None:
         stats.steps += steps
         stats.restarts += restarts
         stats.reseeds += reseeds
-    return batch
+    return batch.tolist()
 
 
 def neighborhood_batch(
@@ -120,35 +96,114 @@ def neighborhood_batch(
     similarity, then theirs). When the frontier runs dry, or ``max_fruitless_steps`` used
     instances come in a row, a fresh random anchor continues the batch.
     """
-    indptr, indices = graph.indptr, graph.indices
-    batch = take_random(used, 1, rng)
-    frontier = [batch[0]]
-    visited = {batch[0]}
-    head = fruitless = steps = reseeds = 0
-    while len(batch) < size:
-        if head == len(frontier) or fruitless >= max_fruitless_steps:
-            anchor = take_random(used, 1, rng)[0]
-            batch.append(anchor)
-            frontier, visited, head, fruitless = [anchor], {anchor}, 0, 0
+    batch, steps, reseeds = _neighborhood_kernel(
+        graph.indptr, graph.indices, used, size, max_fruitless_steps, _kernel_seed(rng)
+    )
+    if stats is not None:
+        stats.steps += steps
+        stats.reseeds += reseeds
+    return batch.tolist()
+
+
+def _kernel_seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(2**31 - 1))
+
+
+@njit(cache=True, nogil=True)
+def _random_unused(used: np.ndarray) -> int:
+    """A random unused instance (the caller guarantees one exists); marks it used."""
+    n = used.size
+    for _ in range(64):
+        node = np.random.randint(0, n)
+        if not used[node]:
+            used[node] = True
+            return node
+    # Nearly everything is used: scan cyclically from a random start to the next free one.
+    node = np.random.randint(0, n)
+    while used[node]:
+        node = node + 1 if node + 1 < n else 0
+    used[node] = True
+    return node
+
+
+@njit(cache=True, nogil=True)
+def _walk_kernel(indptr, indices, used, size, restart_prob, max_fruitless_steps, seed):
+    np.random.seed(seed)
+    batch = np.empty(size, dtype=np.int64)
+    start = current = _random_unused(used)
+    batch[0] = start
+    count = 1
+    fruitless = steps = restarts = reseeds = 0
+    while count < size:
+        u = np.random.random()
+        steps += 1
+        first, stop = indptr[current], indptr[current + 1]
+        if u < restart_prob or first == stop:
+            current = start
+            restarts += 1
+        else:
+            # (u - alpha) / (1 - alpha) is uniform on [0, 1) given u >= alpha: one draw per step.
+            offset = int((u - restart_prob) / (1.0 - restart_prob) * (stop - first))
+            current = indices[first + min(offset, stop - first - 1)]
+        if not used[current]:
+            used[current] = True
+            batch[count] = current
+            count += 1
+            fruitless = 0
+        else:
+            fruitless += 1
+            if fruitless >= max_fruitless_steps:
+                start = current = _random_unused(used)
+                batch[count] = start
+                count += 1
+                fruitless = 0
+                reseeds += 1
+    return batch, steps, restarts, reseeds
+
+
+@njit(cache=True, nogil=True)
+def _neighborhood_kernel(indptr, indices, used, size, max_fruitless_steps, seed):
+    np.random.seed(seed)
+    batch = np.empty(size, dtype=np.int64)
+    visited = np.zeros(used.size, dtype=np.bool_)
+    frontier = np.empty(used.size, dtype=np.int64)
+    anchor = _random_unused(used)
+    batch[0] = anchor
+    count = 1
+    frontier[0] = anchor
+    visited[anchor] = True
+    head, tail = 0, 1
+    fruitless = steps = reseeds = 0
+    while count < size:
+        if head == tail or fruitless >= max_fruitless_steps:
+            anchor = _random_unused(used)
+            batch[count] = anchor
+            count += 1
+            # A fresh search: clear the marks of the previous one only.
+            for i in range(tail):
+                visited[frontier[i]] = False
+            frontier[0] = anchor
+            visited[anchor] = True
+            head, tail, fruitless = 0, 1, 0
             reseeds += 1
             continue
         node = frontier[head]
         head += 1
-        for neighbor in indices[indptr[node] : indptr[node + 1]].tolist():
-            if len(batch) == size:
+        for e in range(indptr[node], indptr[node + 1]):
+            if count == size:
                 break
+            neighbor = indices[e]
             steps += 1
-            if neighbor in visited:
+            if visited[neighbor]:
                 continue
-            visited.add(neighbor)
-            frontier.append(neighbor)
+            visited[neighbor] = True
+            frontier[tail] = neighbor
+            tail += 1
             if used[neighbor]:
                 fruitless += 1
             else:
                 used[neighbor] = True
-                batch.append(neighbor)
+                batch[count] = neighbor
+                count += 1
                 fruitless = 0
-    if stats is not None:
-        stats.steps += steps
-        stats.reseeds += reseeds
-    return batch
+    return batch, steps, reseeds
