@@ -24,6 +24,8 @@ class EmbeddingBank:
         embeddings: ``[N, d]`` array of ``dtype`` (``None`` before the first update); rows never
             updated are zero and flagged False in :attr:`seen`.
         seen: bool ``[N]``, True for rows written at least once.
+        updates: number of :meth:`update` calls so far (the bank's clock).
+        last_update: int64 ``[N]``, the clock value when each row was last written (-1: never).
     """
 
     def __init__(self, num_instances: int, dtype: Any = np.float32) -> None:
@@ -34,6 +36,8 @@ class EmbeddingBank:
         self.dtype = dtype
         self.embeddings: np.ndarray | None = None
         self.seen = np.zeros(self.num_instances, dtype=bool)
+        self.updates = 0
+        self.last_update = np.full(self.num_instances, -1, dtype=np.int64)
 
     @property
     def dim(self) -> int | None:
@@ -73,3 +77,9 @@ class EmbeddingBank:
             )
         self.embeddings[rows] = values
         self.seen[rows] = True
+        self.last_update[rows] = self.updates
+        self.updates += 1
+
+    def staleness(self) -> np.ndarray:
+        """int64 ``[N]``: updates since each row was last written (``-1`` for rows never seen)."""
+        return np.where(self.seen, self.updates - 1 - self.last_update, -1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -111,6 +112,7 @@ class BaseBatchSampler(Sampler[list[int]]):
         self.dist.check_identical(seed=self.seed, num_instances=self.num_instances, batch_size=self.batch_size)
         self.bank = EmbeddingBank(self.num_instances, dtype=bank_dtype)
         self.walk_stats = WalkStats()
+        self.sampler_seconds = 0.0  # time spent producing batches (walks, refresh waits), all epochs
         self.sampler = EpochForwarder(self)
         self._epoch = 0  # epoch of the next iteration
         self._resume_position = 0  # batch the next iteration starts at (after load_state_dict)
@@ -171,9 +173,11 @@ class BaseBatchSampler(Sampler[list[int]]):
             if index < len(produced):
                 batch = produced[index]  # produced before a checkpoint: replay as it was
             else:
+                began = time.perf_counter()
                 self._on_batch_start()
                 batch = self._next_batch(epoch, index, used)
                 produced.append(batch)
+                self.sampler_seconds += time.perf_counter() - began
             self._position = index + 1
             yield self.dist.local_slice(batch)
         self._on_epoch_end(epoch)
@@ -364,6 +368,7 @@ class BaseBatchSampler(Sampler[list[int]]):
         if self.bank.embeddings is not None:
             arrays["bank_embeddings"] = self.bank.embeddings
         arrays["bank_seen"] = self.bank.seen
+        arrays["bank_last_update"] = self.bank.last_update
         lengths = [len(batch) for batch in self._history]
         arrays["history_indices"] = np.asarray([i for batch in self._history for i in batch], dtype=np.int64)
         arrays["history_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -371,6 +376,7 @@ class BaseBatchSampler(Sampler[list[int]]):
             "format_version": _CHECKPOINT_VERSION,
             "class": type(self).__name__,
             "history_epoch": self._current_epoch,
+            "bank_updates": self.bank.updates,
             "state": self.state_dict(),
         }
         self._save_extra(arrays, meta)
@@ -388,6 +394,8 @@ class BaseBatchSampler(Sampler[list[int]]):
             if meta.get("format_version") != _CHECKPOINT_VERSION or meta.get("class") != type(self).__name__:
                 raise ValueError(f"{os.fspath(path)!r} is not a {type(self).__name__} checkpoint")
             self.bank.seen[:] = data["bank_seen"]
+            self.bank.last_update[:] = data["bank_last_update"]
+            self.bank.updates = meta["bank_updates"]
             if "bank_embeddings" in data:
                 self.bank.embeddings = data["bank_embeddings"].astype(self.bank.dtype, copy=False)
             offsets = data["history_offsets"]

@@ -35,3 +35,13 @@ def test_bad_arguments():
     with pytest.raises(TypeError, match=r"^embeddings\b"):
         bank.update([0], np.array([["a", "b"]]))
     assert bank.num_seen == 0
+
+
+def test_staleness_counts_updates_since_each_row_was_written():
+    bank = EmbeddingBank(4)
+    assert bank.staleness().tolist() == [-1, -1, -1, -1]
+    bank.update([0, 1], np.ones((2, 2)))
+    bank.update([1], np.ones((1, 2)))
+    bank.update([2], np.ones((1, 2)))
+    assert bank.updates == 3
+    assert bank.staleness().tolist() == [2, 1, 0, -1]

@@ -120,6 +120,7 @@ def test_checkpoint_roundtrip_and_class_check(tmp_path):
     restored = BatchSampler(120, 16, k=5, m=30, seed=0)
     restored.load(tmp_path / "a.npz")
     np.testing.assert_array_equal(restored.bank.embeddings, sampler.bank.embeddings)
+    np.testing.assert_array_equal(restored.bank.staleness(), sampler.bank.staleness())
     np.testing.assert_array_equal(restored.graph.neighbors, sampler.graph.neighbors)
     assert restored.graph_version == sampler.graph_version
     assert list(restored) == list(sampler)
