@@ -1,0 +1,14 @@
+import json
+
+from batchsampler.cli import main
+
+
+def test_quick_reproduction_writes_table_json_and_chart(tu_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["reproduce", "graph", "--quick", "--root", str(tu_root), "--output-dir", str(out)]) == 0
+    runs = json.loads((out / "graphcl_runs.json").read_text())["runs"]
+    assert sorted(r["config"]["sampler"] for r in runs) == ["batchsampler", "knn", "uniform"]
+    table = (out / "graphcl_table.md").read_text()
+    assert table.count("| ntxent |") == 3 and "paper 87.78 ± 0.93" in table
+    assert (out / "graphcl_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "3 runs in" in capsys.readouterr().out
