@@ -165,7 +165,7 @@ class BaseBatchSampler(Sampler[list[int]]):
         total = len(self)
         self._current_epoch, self._position = epoch, start
         self.walk_stats = WalkStats()
-        self._on_epoch_start(epoch)
+        self._on_epoch_start(epoch, resumed=start > 0)
         used = np.zeros(self.num_instances, dtype=bool)
         produced = self._restore_progress(epoch, start, used)
         self._history = produced
@@ -204,7 +204,7 @@ class BaseBatchSampler(Sampler[list[int]]):
         if restored is not None and restored[0] == epoch and len(restored[1]) >= start:
             produced = [list(batch) for batch in restored[1]]
         else:
-            if start and self._epoch_changed_graph(epoch):
+            if start and self._graph_changed_before_resume():
                 logger.warning(
                     "resuming epoch %d at batch %d by replay with the current graph; the graph changed "
                     "during that epoch, so earlier batches may differ (load() a checkpoint to resume exactly)",
@@ -221,11 +221,12 @@ class BaseBatchSampler(Sampler[list[int]]):
                 used[batch] = True
         return produced
 
-    def _epoch_changed_graph(self, epoch: int) -> bool:
+    def _graph_changed_before_resume(self) -> bool:
+        """Whether the interrupted run changed its graph before the resume position."""
         return False
 
-    def _on_epoch_start(self, epoch: int) -> None:
-        """Hook: called before the first batch of every epoch."""
+    def _on_epoch_start(self, epoch: int, resumed: bool) -> None:
+        """Hook: called before the first batch of every epoch (``resumed``: mid-epoch start)."""
 
     def _on_batch_start(self) -> None:
         """Hook: called before producing each new global batch."""

@@ -230,8 +230,9 @@ class GraphBatchSampler(BaseBatchSampler):
 
     # ------------------------------------------------------------------ epoch hooks
 
-    def _on_epoch_start(self, epoch: int) -> None:
-        self._epoch_start_version = self.graph_version
+    def _on_epoch_start(self, epoch: int, resumed: bool) -> None:
+        if not resumed:
+            self._epoch_start_version = self.graph_version
         if self.refresh_every is not None and epoch >= self.warmup_epochs and self._next_refresh_at is None:
             self._next_refresh_at = self._produced_total
 
@@ -246,7 +247,7 @@ class GraphBatchSampler(BaseBatchSampler):
         self._swap_pending()
         self._produced_total += 1
 
-    def _epoch_changed_graph(self, epoch: int) -> bool:
+    def _graph_changed_before_resume(self) -> bool:
         return self.graph_version != self._epoch_start_version
 
     def _collect(self, used: np.ndarray, size: int, rng: np.random.Generator) -> list[int]:

@@ -129,8 +129,8 @@ class BatchSampler(GraphBatchSampler):
         graph = super()._build_graph(embeddings, seen, seed)
         return graph.symmetrize() if self.symmetrize else graph
 
-    def _on_epoch_start(self, epoch: int) -> None:
-        super()._on_epoch_start(epoch)
+    def _on_epoch_start(self, epoch: int, resumed: bool) -> None:
+        super()._on_epoch_start(epoch, resumed)
         self.current_restart_prob = self.restart_prob_at(epoch)
 
     def restart_prob_at(self, epoch: int) -> float:

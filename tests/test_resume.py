@@ -134,3 +134,32 @@ def test_torch_tensor_batches_from_stateful_loader_are_lists():
     batches = [b.tolist() for b in loader]
     assert sorted(i for b in batches for i in b) == list(range(50))
     assert isinstance(batches[0][0], int) and torch.is_tensor(next(iter(loader)))
+
+
+def test_replay_warns_when_the_graph_changed_before_the_resume_point(caplog):
+    embeddings = _embeddings(150)
+    sampler = BatchSampler(150, 16, k=5, m=30, seed=2, embeddings=embeddings)
+    iterator = iter(sampler)
+    next(iterator)
+    sampler.refresh()  # the graph changes mid-epoch
+    next(iterator)
+    state = sampler.state_dict()
+    fresh = BatchSampler(150, 16, k=5, m=30, seed=2, embeddings=embeddings)
+    fresh.set_graph(sampler.graph)  # even the right final graph cannot replay batch 0 exactly
+    fresh.graph_version = sampler.graph_version
+    fresh.load_state_dict(state)
+    with caplog.at_level("WARNING", logger="batchsampler"):
+        assert len(list(fresh)) == len(sampler) - 2
+    assert "graph changed during that epoch" in caplog.text
+
+
+def test_replay_is_silent_when_the_graph_did_not_change(caplog):
+    embeddings = _embeddings(150)
+    sampler = BatchSampler(150, 16, k=5, m=30, seed=2, embeddings=embeddings)
+    iterator = iter(sampler)
+    next(iterator), next(iterator)
+    fresh = BatchSampler(150, 16, k=5, m=30, seed=2, embeddings=embeddings)
+    fresh.load_state_dict(sampler.state_dict())
+    with caplog.at_level("WARNING", logger="batchsampler"):
+        list(fresh)
+    assert caplog.text == ""
