@@ -42,9 +42,15 @@ def run_grid(
     samplers: Sequence[str],
     losses: Sequence[str],
     seeds: Sequence[int],
+    *,
+    checkpoint: Path | None = None,
     **config_overrides,
 ) -> list[dict]:
-    """Train and evaluate every combination; returns one record per run."""
+    """Train and evaluate every combination; returns one record per run.
+
+    With ``checkpoint``, the runs so far are rewritten to that JSON file after every run, so an
+    interrupted grid keeps what it measured.
+    """
     runs = []
     grid = [(d, s, loss, seed) for d in datasets for s in samplers for loss in losses for seed in seeds]
     loaded = {}
@@ -55,6 +61,8 @@ def run_grid(
         result = train_graphcl(loaded[dataset_name], config)
         result["dataset"] = dataset_name
         runs.append(result)
+        if checkpoint is not None:
+            checkpoint.write_text(json.dumps({"partial": True, "runs": runs}, indent=1))
         logger.info("%s %s %s seed %d: %.2f%%", dataset_name, sampler, loss, seed, 100 * result["accuracy"])
     return runs
 
@@ -131,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = run_grid(
         args.root, args.datasets, args.samplers, args.losses, range(args.seeds), epochs=args.epochs,
         batch_size=args.batch_size, k=args.k, m=args.m, restart_prob=args.restart_prob,
+        checkpoint=args.output_dir / "graphcl_runs.json",
     )
     wall = time.perf_counter() - start
     (args.output_dir / "graphcl_runs.json").write_text(json.dumps({"argv": list(argv or []), "wall_seconds": wall, "runs": runs}, indent=1))
