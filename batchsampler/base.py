@@ -180,7 +180,6 @@ class BaseBatchSampler(Sampler[list[int]]):
                 self.sampler_seconds += time.perf_counter() - began
             self._position = index + 1
             yield self.dist.local_slice(batch)
-        self._on_epoch_end(epoch)
 
     def _next_batch(self, epoch: int, index: int, used: np.ndarray) -> list[int]:
         """Global batch ``index`` of ``epoch``; marks its indices in ``used``."""
@@ -202,23 +201,22 @@ class BaseBatchSampler(Sampler[list[int]]):
         """Batches ``0 .. start - 1`` of ``epoch`` (or more, if a checkpoint has them); marks ``used``."""
         restored, self._restored_history = self._restored_history, None
         if restored is not None and restored[0] == epoch and len(restored[1]) >= start:
+            # Batches produced beyond ``start`` (prefetched before the checkpoint) count as used.
             produced = [list(batch) for batch in restored[1]]
-        else:
-            if start and self._graph_changed_before_resume():
-                logger.warning(
-                    "resuming epoch %d at batch %d by replay with the current graph; the graph changed "
-                    "during that epoch, so earlier batches may differ (load() a checkpoint to resume exactly)",
-                    epoch, start,
-                )
-            produced = []
-            scratch = np.zeros(self.num_instances, dtype=bool)
-            for index in range(start):
-                self._history = produced
-                produced.append(self._next_batch(epoch, index, scratch))
-        if not self.replacement:
-            # Batches produced beyond ``start`` (prefetched before a checkpoint) are used too.
-            for batch in produced:
-                used[batch] = True
+            if not self.replacement:
+                for batch in produced:
+                    used[batch] = True
+            return produced
+        if start and self._graph_changed_before_resume():
+            logger.warning(
+                "resuming epoch %d at batch %d by replay with the current graph; the graph changed "
+                "during that epoch, so earlier batches may differ (load() a checkpoint to resume exactly)",
+                epoch, start,
+            )
+        produced = []
+        for index in range(start):
+            self._history = produced  # the padding of a last batch reads the first one
+            produced.append(self._next_batch(epoch, index, used))
         return produced
 
     def _graph_changed_before_resume(self) -> bool:
@@ -230,9 +228,6 @@ class BaseBatchSampler(Sampler[list[int]]):
 
     def _on_batch_start(self) -> None:
         """Hook: called before producing each new global batch."""
-
-    def _on_epoch_end(self, epoch: int) -> None:
-        """Hook: called after the last batch of every epoch."""
 
     @abstractmethod
     def _collect(self, used: np.ndarray, size: int, rng: np.random.Generator) -> list[int]:
