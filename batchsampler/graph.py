@@ -6,26 +6,27 @@ and the ``k`` most cosine-similar of them become its out-neighbours (Yang et al.
 the exact kNN graph.
 
 Construction is dense matrix work: a block of anchors shares one draw of candidates, so scoring a
-block is one GEMM followed by a top-k. Candidate draws are stratified (consecutive slices of
-random permutations of all nodes), so every node is offered as a candidate to about ``m``
-anchors, as with independent per-anchor draws, while memory stays ``O(block_size * m)``.
-The exact graph uses a FAISS flat inner-product index.
+block is one GEMM followed by a compiled top-k selection; blocks run in parallel threads.
+Candidate draws are stratified (consecutive slices of random permutations of all nodes), so every
+node is offered as a candidate to about ``m`` anchors, as with independent per-anchor draws,
+while memory stays ``O(block_size * m)``. Other backends: ``"exact"`` (blocked all-pairs GEMM),
+``"hnsw"`` and ``"ivf"`` (FAISS approximate kNN). :func:`build_neighbor_rows` computes one
+shard's rows for distributed jobs.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from ._threads import limit_threads
-from ._validation import check_int, to_numpy_2d
+from ._build import BACKENDS, build_rows, random_distinct_neighbors
 
-__all__ = ["ProximityGraph"]
+__all__ = ["BACKENDS", "ProximityGraph", "build_neighbor_rows", "random_distinct_neighbors"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,16 +104,18 @@ class ProximityGraph:
         seed: int | np.random.SeedSequence = 0,
         mask: np.ndarray | None = None,
         symmetrize: bool = False,
-        block_size: int = 256,
+        block_size: int | None = None,
         keep_scores: bool = True,
         num_threads: int | None = None,
         show_progress: bool = False,
+        backend: str = "random",
+        index_params: dict[str, Any] | None = None,
     ) -> ProximityGraph:
         r"""Build the graph: for every node, the ``k`` most cosine-similar of ``m`` random candidates.
 
         Args:
-            embeddings: ``[N, d]`` float array or tensor (any device); rows are L2-normalised
-                here, so scale does not matter. All-zero rows have similarity 0 to everything.
+            embeddings: ``[N, d]`` float array or tensor (any device); cosine similarity is
+                used, so scale does not matter. All-zero rows have similarity 0 to everything.
             k: out-degree, ``1 <= k < N`` (``k`` below the number of rows ``mask`` keeps).
             m: candidates per node, ``m >= k``. ``m >= N - 1`` gives the exact kNN graph.
             seed: seed of the candidate draws (an int or a :class:`numpy.random.SeedSequence`).
@@ -120,59 +123,44 @@ class ProximityGraph:
                 never seen in training). They are never candidates of other nodes and receive
                 ``k`` uniformly random out-neighbours (scores NaN), so walks pass through them.
             symmetrize: add the reverse of every edge (degrees then vary, see :meth:`symmetrize`).
-            block_size: anchors that share one candidate draw. Larger is faster (bigger GEMMs);
-                it is capped at ``m + 1`` so every node is drawn as a candidate at least once.
+            block_size: anchors that share one candidate draw (``None``: ``m + 1``, fewer for
+                very large ``m``). Capped at ``m + 1`` so every node is drawn as a candidate
+                at least once; any value gives the same distribution of each node's candidates.
             keep_scores: keep the ``[E]`` float32 similarity of every edge.
-            num_threads: threads for FAISS and torch during the build (``None``: unchanged).
+            num_threads: threads for the build (its worker threads, FAISS, torch; ``None``:
+                as many workers as usable cores, FAISS and torch left as they are).
             show_progress: show a tqdm progress bar.
+            backend: ``"random"`` (the paper's graph; ``"exact"`` when ``m >= N - 1``),
+                ``"exact"`` (true kNN by blocked all-pairs products, ``O(N^2 d)``), or the
+                approximate true kNN of FAISS ``"hnsw"`` / ``"ivf"`` indexes (``m`` ignored).
+            index_params: FAISS settings for ``"hnsw"`` (``M``, ``ef_construction``,
+                ``ef_search``) or ``"ivf"`` (``nlist``, ``nprobe``).
 
         Returns:
-            The graph, with ``build_params`` recording ``k``, ``m``, ``exact`` and the seed.
+            The graph, with ``build_params`` recording ``k``, ``m``, ``exact``, ``backend``
+            and the seed.
 
         Raises:
             ValueError: on non-2-D, empty or non-finite embeddings, ``k < 1``, ``k >= N``,
-                ``m < k``, a mask of the wrong shape, or a mask keeping ``k`` rows or fewer.
+                ``m < k``, a mask of the wrong shape, a mask keeping ``k`` rows or fewer, or
+                an unknown backend.
             TypeError: on non-integer ``k``, ``m``, ``block_size``.
+            RuntimeError: inside a DataLoader worker process (FAISS/OpenMP hang after fork).
         """
-        x = to_numpy_2d("embeddings", embeddings)
-        num_nodes = x.shape[0]
-        k = check_int("k", k, low=1)
-        m = check_int("m", m, low=1)
-        block_size = check_int("block_size", block_size, low=1)
-        if num_threads is not None:
-            num_threads = check_int("num_threads", num_threads, low=1)
-        if k >= num_nodes:
-            raise ValueError(f"k must be < the number of instances ({num_nodes}), got k={k}")
-        if m < k:
-            raise ValueError(f"m must be >= k, got m={m} < k={k}")
-        valid_rows = None
-        if mask is not None:
-            mask = np.asarray(mask)
-            if mask.dtype != np.bool_ or mask.shape != (num_nodes,):
-                raise ValueError(f"mask must be a bool array of shape ({num_nodes},), got {mask.dtype} {mask.shape}")
-            if not mask.all():
-                valid_rows = np.flatnonzero(mask)
-                if valid_rows.size <= k:
-                    raise ValueError(f"mask must keep more than k={k} rows, keeps {valid_rows.size}")
-                x = x[valid_rows]
-
-        rng = np.random.default_rng(seed)
-        x = _normalize_rows(x)
-        n = x.shape[0]
-        exact = m >= n - 1
-        with limit_threads(num_threads):
-            if exact:
-                neighbors, scores = _exact_knn(x, k, show_progress)
-            else:
-                neighbors, scores = _random_candidate_knn(
-                    x, k, m, rng, min(block_size, m + 1), show_progress
-                )
-        if valid_rows is not None:
-            neighbors, scores = _embed_masked_rows(neighbors, scores, valid_rows, num_nodes, rng)
-        params = {"k": k, "m": m, "exact": exact, "seed": _seed_repr(seed), "symmetrized": False}
-        graph = cls.from_neighbors(
-            neighbors, scores if keep_scores else None, build_params=params
+        built = build_rows(
+            embeddings, k, m, seed=seed, mask=mask, backend=backend, block_size=block_size,
+            index_params=index_params, num_threads=num_threads, shard=(0, 1),
+            keep_scores=keep_scores, show_progress=show_progress,
         )
+        neighbors, scores = built.neighbors, built.scores
+        if built.rows is not None:  # rows came in another order (mask): put them in node order
+            neighbors = np.empty_like(neighbors)
+            neighbors[built.rows] = built.neighbors
+            if scores is not None:
+                scores = np.empty_like(scores)
+                scores[built.rows] = built.scores
+        params = {**built.params, "seed": _seed_repr(seed), "symmetrized": False}
+        graph = cls.from_neighbors(neighbors, scores, build_params=params)
         return graph.symmetrize() if symmetrize else graph
 
     def symmetrize(self) -> ProximityGraph:
@@ -302,122 +290,65 @@ class ProximityGraph:
         return torch.from_numpy(np.stack([rows, self.indices.astype(np.int64)]))
 
 
+# ---------------------------------------------------------------------- sharded construction
+
+
+def build_neighbor_rows(
+    embeddings: Any,
+    k: int = 100,
+    m: int = 1000,
+    *,
+    seed: int | np.random.SeedSequence = 0,
+    shard: Sequence[int] = (0, 1),
+    mask: np.ndarray | None = None,
+    backend: str = "random",
+    block_size: int | None = None,
+    index_params: dict[str, Any] | None = None,
+    num_threads: int | None = None,
+    show_progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compute one shard's rows of :meth:`ProximityGraph.build` (for distributed jobs).
+
+    Rows are cut into blocks (anchor blocks of the random backend, tiles of 2048 rows
+    otherwise); shard ``(rank, world_size)`` computes blocks ``i`` with
+    ``i % world_size == rank``, and masked rows ``p`` (position in the sorted list of masked
+    nodes) with ``p % world_size == rank``. Every shard draws the same random plan (a few
+    permutations of ``range(N)``), so for the random backend the union of all shards' rows
+    with the same seed and arguments is bit-identical to ``ProximityGraph.build`` (same
+    number of threads or not). For ``"exact"`` a shard compares its rows with all columns
+    (identical up to float rounding ties); ``"hnsw"``/``"ivf"`` build the whole index on
+    every shard and search only the shard's rows.
+
+    Args:
+        embeddings: ``[N, d]`` array or tensor, identical on every shard.
+        k, m, seed, mask, backend, block_size, index_params, num_threads, show_progress: as in
+            :meth:`ProximityGraph.build`.
+        shard: ``(rank, world_size)``, ``0 <= rank < world_size``.
+
+    Returns:
+        ``(rows, neighbors, scores)``: int64 ``[R]`` node ids of the shard's rows, int64
+        ``[R, k]`` their out-neighbours by decreasing similarity, float32 ``[R, k]`` cosine
+        similarities (NaN for the random edges of masked rows). Gather them on every rank
+        and scatter ``neighbors[rows]`` into an ``[N, k]`` array to get the full graph
+        (:meth:`ProximityGraph.from_neighbors`).
+
+    Raises:
+        ValueError, TypeError, RuntimeError: as :meth:`ProximityGraph.build`, and on a bad
+            ``shard``.
+    """
+    built = build_rows(
+        embeddings, k, m, seed=seed, mask=mask, backend=backend, block_size=block_size,
+        index_params=index_params, num_threads=num_threads, shard=shard,
+        keep_scores=True, show_progress=show_progress,
+    )
+    rows = np.arange(built.neighbors.shape[0], dtype=np.int64) if built.rows is None else built.rows
+    return rows.astype(np.int64), built.neighbors.astype(np.int64), built.scores
+
+
 # ---------------------------------------------------------------------- helpers
-
-
-def _normalize_rows(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    # Zero rows stay zero (similarity 0 to everything) instead of becoming NaN.
-    return x / np.maximum(norms, np.finfo(np.float32).tiny)
 
 
 def _seed_repr(seed: Any) -> Any:
     if isinstance(seed, np.random.SeedSequence):
         return {"entropy": seed.entropy, "spawn_key": tuple(seed.spawn_key)}
     return seed
-
-
-def _exact_knn(x: np.ndarray, k: int, show_progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine kNN excluding self, via a FAISS flat inner-product index."""
-    import faiss
-
-    n, dim = x.shape
-    index = faiss.IndexFlatIP(dim)
-    index.add(x)
-    neighbors = np.empty((n, k), dtype=np.int64)
-    scores = np.empty((n, k), dtype=np.float32)
-    step = 4096
-    for start in tqdm(range(0, n, step), desc="exact kNN", unit="block", disable=not show_progress):
-        stop = min(n, start + step)
-        sims, ids = index.search(x[start:stop], k + 1)
-        # Self is removed by id, not by rank: with duplicate embeddings it may not rank first.
-        is_self = ids == np.arange(start, stop)[:, None]
-        keep = ~is_self
-        keep[~is_self.any(axis=1), k] = False
-        neighbors[start:stop] = ids[keep].reshape(-1, k)
-        scores[start:stop] = sims[keep].reshape(-1, k)
-    return neighbors, scores
-
-
-class _CandidateStream:
-    """Distinct candidate sets cut from consecutive random permutations of ``range(n)``.
-
-    Every node appears once per pass, so each is offered to anchors equally often instead of
-    a Poisson-distributed number of times (which leaves nodes never drawn at all).
-    """
-
-    def __init__(self, n: int, rng: np.random.Generator) -> None:
-        self._n = n
-        self._rng = rng
-        self._perm = rng.permutation(n)
-        self._pos = 0
-
-    def take(self, count: int) -> np.ndarray:
-        rest = self._perm[self._pos : self._pos + count]
-        self._pos += rest.size
-        if rest.size == count:
-            return rest
-        # Pass boundary: complete from a fresh permutation, skipping ids already taken.
-        fresh = self._rng.permutation(self._n)
-        fresh = fresh[~np.isin(fresh, rest)]
-        need = count - rest.size
-        self._perm, self._pos = fresh, need
-        return np.concatenate([rest, fresh[:need]])
-
-
-def _random_candidate_knn(
-    x: np.ndarray, k: int, m: int, rng: np.random.Generator, block_size: int, show_progress: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k among m random candidates per node; anchors of a block share one candidate draw."""
-    n = x.shape[0]
-    xt = torch.from_numpy(x)
-    anchors_order = rng.permutation(n)
-    stream = _CandidateStream(n, rng)
-    neighbors = np.empty((n, k), dtype=np.int64)
-    scores = np.empty((n, k), dtype=np.float32)
-    blocks = range(0, n, block_size)
-    for start in tqdm(blocks, desc="proximity graph", unit="block", disable=not show_progress):
-        anchors = anchors_order[start : start + block_size]
-        # m + 1 candidates: an anchor among them masks itself, any other masks one at random,
-        # so every anchor scores a uniform draw of exactly m candidates that are not itself.
-        candidates = stream.take(m + 1)
-        sims = xt[anchors] @ xt[candidates].T
-        sort = np.argsort(candidates)
-        found = np.minimum(np.searchsorted(candidates[sort], anchors), m)
-        is_candidate = candidates[sort[found]] == anchors
-        position = np.where(is_candidate, sort[found], rng.integers(m + 1, size=anchors.size))
-        sims[torch.arange(anchors.size), torch.from_numpy(position)] = -torch.inf
-        top_sims, top_pos = torch.topk(sims, k, dim=1)
-        neighbors[anchors] = candidates[top_pos.numpy()]
-        scores[anchors] = top_sims.numpy()
-    return neighbors, scores
-
-
-def _embed_masked_rows(
-    neighbors: np.ndarray,
-    scores: np.ndarray,
-    valid_rows: np.ndarray,
-    num_nodes: int,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Map a graph over ``valid_rows`` back to all nodes; masked rows get random edges."""
-    k = neighbors.shape[1]
-    full_neighbors = np.empty((num_nodes, k), dtype=np.int64)
-    full_scores = np.full((num_nodes, k), np.nan, dtype=np.float32)
-    full_neighbors[valid_rows] = valid_rows[neighbors]
-    full_scores[valid_rows] = scores
-    masked = np.setdiff1d(np.arange(num_nodes), valid_rows)
-    full_neighbors[masked] = random_distinct_neighbors(rng, masked, k, num_nodes)
-    return full_neighbors, full_scores
-
-
-def random_distinct_neighbors(
-    rng: np.random.Generator, rows: np.ndarray, k: int, num_nodes: int
-) -> np.ndarray:
-    """``[len(rows), k]`` uniformly random distinct ids in ``[0, num_nodes)``, never the row itself."""
-    out = np.empty((rows.size, k), dtype=np.int64)
-    for i, row in enumerate(rows.tolist()):
-        draw = rng.choice(num_nodes - 1, size=k, replace=False)
-        out[i] = draw + (draw >= row)  # shift past the row itself
-    return out

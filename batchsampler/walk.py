@@ -21,17 +21,17 @@ comes from the :class:`numpy.random.Generator` passed in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from .graph import ProximityGraph
 
-__all__ = ["WalkStats", "num_batches", "random_walk_batches", "neighborhood_batches"]
+__all__ = ["DEFAULT_WALKERS", "WalkStats", "grow_batches", "neighborhood_batches", "num_batches", "random_walk_batches"]
 
-# Random numbers are drawn in chunks: one Generator call per step would dominate the walk.
-_CHUNK = 8192
+DEFAULT_WALKERS = 16
+"""Walkers advanced in lock-step in exactly-once mode (hides memory latency at large N)."""
 
 
 @dataclass
@@ -45,6 +45,11 @@ class WalkStats:
     reseeds: int = 0
     """Times a batch started again from a fresh random seed after fruitless steps."""
 
+    def _add(self, counters: np.ndarray) -> None:
+        self.steps += int(counters[0])
+        self.restarts += int(counters[1])
+        self.reseeds += int(counters[2])
+
 
 def num_batches(num_instances: int, batch_size: int, drop_last: bool) -> int:
     """Batches per epoch: ``N // B`` with ``drop_last``, else ``ceil(N / B)``."""
@@ -53,74 +58,88 @@ def num_batches(num_instances: int, batch_size: int, drop_last: bool) -> int:
     return -(-num_instances // batch_size)
 
 
-# A "fill" function grows one batch in place to ``target`` nodes:
-# fill(batch, is_used, seed, fresh_seed, target), where fresh_seed() marks, appends and
-# returns a new random available node.
-_Fill = Callable[[list, bytearray, int, Callable[[], int], int], None]
-
-
-def _epoch(
-    num_nodes: int,
-    batch_size: int,
-    rng: np.random.Generator,
-    fill: _Fill,
-    *,
-    replacement: bool,
-    drop_last: bool,
-) -> Iterator[list[int]]:
+def _batch_sizes(num_nodes: int, batch_size: int, drop_last: bool, replacement: bool) -> np.ndarray:
+    """int64 target size of every batch of an epoch."""
     total = num_batches(num_nodes, batch_size, drop_last)
-    if replacement:
-        for _ in range(total):
-            in_batch = bytearray(num_nodes)
-            batch: list[int] = []
-
-            def fresh_seed() -> int:
-                return _random_unused(rng, in_batch, num_nodes, batch)
-
-            fill(batch, in_batch, fresh_seed(), fresh_seed, batch_size)
-            yield batch
-        return
-
-    used = bytearray(num_nodes)
-    # Seeds are taken in the order of one permutation, skipping used nodes: O(N) per epoch.
-    seed_order = rng.permutation(num_nodes).tolist()
-    cursor = 0
-    remaining = num_nodes
-
-    def next_unused() -> int:
-        nonlocal cursor
-        while used[seed_order[cursor]]:
-            cursor += 1
-        node = seed_order[cursor]
-        used[node] = 1
-        return node
-
-    for _ in range(total):
-        batch = []
-        target = min(batch_size, remaining)
-
-        def fresh_seed() -> int:
-            node = next_unused()
-            batch.append(node)
-            return node
-
-        fill(batch, used, fresh_seed(), fresh_seed, target)
-        remaining -= len(batch)
-        yield batch
+    sizes = np.full(total, batch_size, dtype=np.int64)
+    if total and not replacement and not drop_last:
+        sizes[-1] = num_nodes - (total - 1) * batch_size
+    return sizes
 
 
-def _random_unused(rng: np.random.Generator, in_batch: bytearray, n: int, batch: list[int]) -> int:
-    """Mark and return a uniformly random node not yet in ``batch``."""
-    for _ in range(32):
-        node = int(rng.integers(n))
-        if not in_batch[node]:
-            break
-    else:  # the batch covers most nodes: draw from the complement directly
-        free = np.flatnonzero(np.frombuffer(bytes(in_batch), dtype=np.uint8) == 0)
-        node = int(free[rng.integers(free.size)])
-    in_batch[node] = 1
-    batch.append(node)
-    return node
+def _regular_degree(graph: ProximityGraph) -> int:
+    """The out-degree of a regular graph (its rows start at ``node * k``: the walk then never
+    reads ``indptr``), else 0."""
+    return int(graph.indptr[1]) if graph.is_regular and graph.num_edges else 0
+
+
+def grow_batches(
+    graph: ProximityGraph,
+    used: np.ndarray,
+    sizes: list[int] | np.ndarray,
+    restart_prob: float,
+    rng: np.random.Generator,
+    *,
+    max_fruitless_steps: int = 64,
+    num_walkers: int = DEFAULT_WALKERS,
+    stats: WalkStats | None = None,
+) -> list[list[int]]:
+    """Grow ``len(sizes)`` RWR batches at once from the nodes ``used`` leaves available.
+
+    The building block for samplers that produce an epoch in groups (to resume or swap graphs
+    between groups): walkers in lock-step, one per batch (up to ``num_walkers`` at a time),
+    each seeded at a uniformly random unused node and re-seeded the same way after
+    ``max_fruitless_steps`` fruitless steps. A group is a deterministic function of the graph,
+    ``used`` and the generator state.
+
+    Args:
+        graph: the proximity graph.
+        used: bool or uint8 ``[N]``, nonzero for nodes not available; the nodes taken are
+            marked in place.
+        sizes: size of every batch; their sum must not exceed the number of unused nodes.
+        restart_prob: alpha in ``[0, 1]``.
+        rng: the only source of randomness.
+        max_fruitless_steps: consecutive steps without a new node before re-seeding.
+        num_walkers: batches grown at the same time.
+        stats: optional counters to accumulate into.
+
+    Returns:
+        One list of distinct node ids per batch, in the order of ``sizes``.
+
+    Raises:
+        ValueError: if ``used`` has the wrong shape or dtype, or too few nodes are unused.
+    """
+    from . import _walk_numba as kernels
+
+    n = graph.num_nodes
+    used = np.asarray(used)
+    if used.shape != (n,) or used.dtype not in (np.bool_, np.uint8):
+        raise ValueError(f"used must be a bool or uint8 array of shape ({n},), got {used.dtype} {used.shape}")
+    sizes = np.asarray(sizes, dtype=np.int64).reshape(-1)
+    if sizes.size == 0:
+        return []
+    if (sizes < 1).any() or sizes.sum() > n - int(np.count_nonzero(used)):
+        raise ValueError(f"sizes must be >= 1 and sum to at most the unused nodes, got sum {int(sizes.sum())}")
+    width = int(sizes.max())
+    order = np.empty(sizes.size * width, dtype=np.int64)
+    counters = np.zeros(3, dtype=np.int64)
+    kernels.rwr_exactly_once(
+        graph.indptr, graph.indices, _regular_degree(graph), float(restart_prob), width, sizes,
+        max_fruitless_steps, max(1, int(num_walkers)), np.zeros(0, np.int64), rng, order, counters, used,
+    )
+    if stats is not None:
+        stats._add(counters)
+    return list(_yield_batches(order, sizes, width))
+
+
+def _walkers(requested: int, total: int) -> int:
+    """Walkers actually used: concurrency only where the epoch is long enough to hide it."""
+    return max(1, min(int(requested), total // 8))
+
+
+def _yield_batches(order: np.ndarray, sizes: np.ndarray, batch_size: int) -> Iterator[list[int]]:
+    for b, size in enumerate(sizes.tolist()):
+        yield order[b * batch_size : b * batch_size + size].tolist()
 
 
 def random_walk_batches(
@@ -133,12 +152,16 @@ def random_walk_batches(
     drop_last: bool = False,
     max_fruitless_steps: int = 64,
     stats: WalkStats | None = None,
+    num_walkers: int = DEFAULT_WALKERS,
 ) -> Iterator[list[int]]:
     """Yield one epoch of RWR batches (lists of distinct node ids).
 
+    The whole epoch is computed by a compiled kernel when the first batch is requested
+    (about 0.3 s per million nodes), then yielded batch by batch.
+
     Args:
         graph: the proximity graph; nodes without out-edges act as dead ends (restart).
-        batch_size: ``B``, at most ``graph.num_nodes``.
+        batch_size: ``B``, in ``[1, N]``.
         restart_prob: alpha in ``[0, 1]``.
         rng: the only source of randomness.
         replacement: see the module docstring.
@@ -146,51 +169,36 @@ def random_walk_batches(
             every batch is full and ``drop_last`` only sets the count).
         max_fruitless_steps: consecutive steps without a new node before re-seeding.
         stats: optional counters to accumulate into.
+        num_walkers: batches grown in lock-step in exactly-once mode (``W``, at most one per
+            8 batches of the epoch, so small epochs stay close to sequential): batches
+            ``b .. b + W - 1`` compete for unused nodes the way consecutive batches of a single
+            walker do. Part of the seeded result: the same value gives the same epoch.
 
     Yields:
         ``ceil(N / B)`` (or ``N // B`` with ``drop_last``) lists of ints.
     """
-    stats = stats if stats is not None else WalkStats()
-    indptr = graph.indptr.tolist()
-    indices = graph.indices.tolist()
-    uniforms: list[float] = []
-    cursor = len(uniforms)
+    from . import _walk_numba as kernels
 
-    def fill(
-        batch: list[int], is_used: bytearray, seed: int, fresh_seed: Callable[[], int], target: int
-    ) -> None:
-        nonlocal uniforms, cursor
-        current, fruitless = seed, 0
-        steps = restarts = 0
-        while len(batch) < target:
-            if cursor == len(uniforms):
-                uniforms, cursor = rng.random(_CHUNK).tolist(), 0
-            u = uniforms[cursor]
-            cursor += 1
-            steps += 1
-            start, stop = indptr[current], indptr[current + 1]
-            if u < restart_prob or start == stop:
-                current = seed
-                restarts += 1
-            else:
-                # Re-use the same uniform for the neighbour choice: (u - alpha) / (1 - alpha)
-                # is uniform on [0, 1) given u >= alpha.
-                offset = int((u - restart_prob) / (1.0 - restart_prob) * (stop - start))
-                current = indices[start + min(offset, stop - start - 1)]
-            if not is_used[current]:
-                is_used[current] = 1
-                batch.append(current)
-                fruitless = 0
-            else:
-                fruitless += 1
-                if fruitless >= max_fruitless_steps:
-                    seed = current = fresh_seed()
-                    fruitless = 0
-                    stats.reseeds += 1
-        stats.steps += steps
-        stats.restarts += restarts
-
-    yield from _epoch(graph.num_nodes, batch_size, rng, fill, replacement=replacement, drop_last=drop_last)
+    n = graph.num_nodes
+    sizes = _batch_sizes(n, batch_size, drop_last, replacement)
+    counters = np.zeros(3, dtype=np.int64)
+    order = np.empty(sizes.size * batch_size, dtype=np.int64)
+    regular_k = _regular_degree(graph)
+    if sizes.size:
+        if replacement:
+            kernels.rwr_replacement(
+                graph.indptr, graph.indices, regular_k, n, float(restart_prob), batch_size, sizes.size,
+                max_fruitless_steps, rng, order, counters,
+            )
+        else:
+            kernels.rwr_exactly_once(
+                graph.indptr, graph.indices, regular_k, float(restart_prob), batch_size, sizes,
+                max_fruitless_steps, _walkers(num_walkers, sizes.size), rng.permutation(n), rng, order, counters,
+                np.zeros(n, dtype=np.uint8),
+            )
+    if stats is not None:
+        stats._add(counters)
+    yield from _yield_batches(order, sizes, batch_size)
 
 
 def neighborhood_batches(
@@ -211,37 +219,18 @@ def neighborhood_batches(
     runs dry, or ``max_fruitless_steps`` used nodes come in a row, a fresh random anchor
     continues the batch. Same epoch semantics and arguments as :func:`random_walk_batches`.
     """
-    stats = stats if stats is not None else WalkStats()
-    indptr = graph.indptr.tolist()
-    indices = graph.indices.tolist()
+    from . import _walk_numba as kernels
 
-    def fill(
-        batch: list[int], is_used: bytearray, seed: int, fresh_seed: Callable[[], int], target: int
-    ) -> None:
-        frontier = [seed]
-        visited = {seed}
-        head = fruitless = 0
-        while len(batch) < target:
-            if head == len(frontier) or fruitless >= max_fruitless_steps:
-                seed = fresh_seed()
-                frontier, visited, head, fruitless = [seed], {seed}, 0, 0
-                stats.reseeds += 1
-                continue
-            node = frontier[head]
-            head += 1
-            for neighbor in indices[indptr[node] : indptr[node + 1]]:
-                if len(batch) == target:
-                    break
-                stats.steps += 1
-                if neighbor in visited:
-                    continue
-                visited.add(neighbor)
-                frontier.append(neighbor)
-                if is_used[neighbor]:
-                    fruitless += 1
-                else:
-                    is_used[neighbor] = 1
-                    batch.append(neighbor)
-                    fruitless = 0
-
-    yield from _epoch(graph.num_nodes, batch_size, rng, fill, replacement=replacement, drop_last=drop_last)
+    n = graph.num_nodes
+    sizes = _batch_sizes(n, batch_size, drop_last, replacement)
+    counters = np.zeros(3, dtype=np.int64)
+    order = np.empty(sizes.size * batch_size, dtype=np.int64)
+    if sizes.size:
+        seed_order = np.zeros(0, np.int64) if replacement else rng.permutation(n)
+        kernels.bfs_epoch(
+            graph.indptr, graph.indices, n, batch_size, sizes, max_fruitless_steps,
+            bool(replacement), seed_order, rng, order, counters,
+        )
+    if stats is not None:
+        stats._add(counters)
+    yield from _yield_batches(order, sizes, batch_size)

@@ -45,10 +45,11 @@ def train(rank, world_size, out_dir, config):
                   "graph": digest, "bank": bank_digest, "encoded_ok": encoded_ok}
     except Exception as error:  # reported to the test, which asserts on it
         result = {"error": f"{type(error).__name__}: {error}"}
-    finally:
-        dist.destroy_process_group()
+    # Written before teardown: the verdict must not depend on how gloo shuts down.
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
         json.dump(result, handle)
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def mismatched_seed(rank, world_size, out_dir):
@@ -66,6 +67,7 @@ def mismatched_seed(rank, world_size, out_dir):
         update_message = None
     except ValueError as error:
         update_message = str(error)
-    dist.destroy_process_group()
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
         json.dump({"seed": message, "update": update_message}, handle)
+    dist.barrier()
+    dist.destroy_process_group()

@@ -79,3 +79,125 @@ def test_stats_count_restarts():
     stats = WalkStats()
     list(random_walk_batches(graph, 50, 0.5, np.random.default_rng(0), stats=stats))
     assert stats.steps > 0 and 0.35 < stats.restarts / stats.steps < 0.65
+
+
+def _random_graph(num_nodes, k, seed=0):
+    x = np.random.default_rng(seed).standard_normal((num_nodes, 8)).astype(np.float32)
+    return ProximityGraph.build(x, k=k, m=min(4 * k, num_nodes - 2), seed=seed)
+
+
+@pytest.mark.parametrize("num_walkers", [1, 3, 16, 1000])
+@pytest.mark.parametrize("drop_last", [False, True])
+@pytest.mark.parametrize("restart_prob", [0.0, 0.3, 1.0])
+def test_lockstep_walkers_partition_the_epoch(num_walkers, drop_last, restart_prob):
+    graph = _random_graph(503, 6)
+    stats = WalkStats()
+    batches = list(
+        random_walk_batches(graph, 32, restart_prob, np.random.default_rng(4), drop_last=drop_last,
+                            num_walkers=num_walkers, stats=stats, max_fruitless_steps=16)
+    )
+    _check_partition(batches, 503, 32, drop_last)
+    assert stats.steps >= 503 - len(batches) - stats.reseeds
+
+
+def test_walk_is_deterministic_per_seed_and_walker_count():
+    graph = _random_graph(400, 5)
+
+    def epoch(seed, walkers):
+        return list(random_walk_batches(graph, 25, 0.2, np.random.default_rng(seed), num_walkers=walkers))
+
+    assert epoch(1, 16) == epoch(1, 16)
+    assert epoch(1, 16) != epoch(2, 16)
+    assert epoch(1, 16) != epoch(1, 1)  # the walker count is part of the seeded result
+    rng = np.random.default_rng(3)
+    list(random_walk_batches(graph, 25, 0.2, rng))
+    assert rng.random() != np.random.default_rng(3).random()  # the caller's generator advanced
+
+
+def test_walk_is_identical_across_processes():
+    import os
+    import subprocess
+    import sys
+
+    def epochs():
+        x = np.random.default_rng(0).standard_normal((300, 8))
+        graph = ProximityGraph.build(x, k=5, m=20, seed=0)
+        return [
+            list(random_walk_batches(graph, 16, 0.2, np.random.default_rng(9))),
+            list(neighborhood_batches(graph, 16, np.random.default_rng(9))),
+        ]
+
+    script = (
+        "import numpy as np; from batchsampler import ProximityGraph;"
+        "from batchsampler.walk import random_walk_batches, neighborhood_batches;"
+        "x = np.random.default_rng(0).standard_normal((300, 8));"
+        "graph = ProximityGraph.build(x, k=5, m=20, seed=0);"
+        "print([list(random_walk_batches(graph, 16, 0.2, np.random.default_rng(9))),"
+        "list(neighborhood_batches(graph, 16, np.random.default_rng(9)))])"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env).stdout
+    assert output.strip() == repr(epochs())
+
+
+@pytest.mark.parametrize("walker", ["rwr", "bfs"])
+def test_replacement_batches_are_full_and_distinct(walker):
+    graph = _random_graph(200, 4)
+    rng = np.random.default_rng(5)
+    if walker == "rwr":
+        batches = list(random_walk_batches(graph, 190, 0.5, rng, replacement=True, max_fruitless_steps=4))
+    else:
+        batches = list(neighborhood_batches(graph, 190, rng, replacement=True, max_fruitless_steps=4))
+    assert len(batches) == 2
+    assert all(len(b) == len(set(b)) == 190 for b in batches)
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_bfs_partitions_the_epoch(drop_last):
+    graph = _random_graph(333, 7)
+    stats = WalkStats()
+    batches = list(neighborhood_batches(graph, 20, np.random.default_rng(6), drop_last=drop_last, stats=stats))
+    _check_partition(batches, 333, 20, drop_last)
+    assert stats.steps > 0
+
+
+def test_batch_size_one_and_whole_graph():
+    graph = _components_graph(5, 4)
+    for batch_size in (1, 20):
+        for walk in (
+            lambda rng, b=batch_size: random_walk_batches(graph, b, 0.2, rng),
+            lambda rng, b=batch_size: neighborhood_batches(graph, b, rng),
+        ):
+            _check_partition(list(walk(np.random.default_rng(0))), 20, batch_size, drop_last=False)
+
+
+@pytest.mark.parametrize("used_dtype", [np.bool_, np.uint8])
+def test_grow_batches_in_groups_partition_the_epoch(used_dtype):
+    from batchsampler.walk import grow_batches
+
+    graph = _random_graph(501, 6)
+    used = np.zeros(501, dtype=used_dtype)
+    used[::7] = True  # taken earlier
+    free = 501 - used.sum()
+    sizes = [20] * (free // 20) + ([free % 20] if free % 20 else [])
+    batches, stats = [], WalkStats()
+    for start in range(0, len(sizes), 4):  # groups of 4 batches, each with its own generator
+        rng = np.random.default_rng([9, start])
+        batches += grow_batches(graph, used, sizes[start : start + 4], 0.2, rng, max_fruitless_steps=8, stats=stats)
+    assert [len(b) for b in batches] == sizes
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == sorted(set(range(501)) - set(range(0, 501, 7)))
+    assert used.all() and stats.steps > 0
+    again = grow_batches(graph, np.zeros(501, dtype=used_dtype), [30, 30], 0.2, np.random.default_rng(1))
+    assert again == grow_batches(graph, np.zeros(501, dtype=used_dtype), [30, 30], 0.2, np.random.default_rng(1))
+
+
+def test_grow_batches_rejects_bad_input():
+    from batchsampler.walk import grow_batches
+
+    graph = _components_graph(3, 4)
+    with pytest.raises(ValueError, match="^used"):
+        grow_batches(graph, np.zeros(11, dtype=bool), [2], 0.2, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="^sizes"):
+        grow_batches(graph, np.zeros(12, dtype=bool), [8, 5], 0.2, np.random.default_rng(0))
+    assert grow_batches(graph, np.zeros(12, dtype=bool), [], 0.2, np.random.default_rng(0)) == []

@@ -14,7 +14,7 @@ import numpy as np
 from .. import __version__
 from ..graph import ProximityGraph
 from ..sampler import BatchSampler
-from . import demo, report, reproduce
+from . import bench, demo, report, reproduce
 
 logger = logging.getLogger("batchsampler")
 
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(handler=_sample)
 
     demo.add_parser(commands)
+    bench.add_parser(commands)
     report.add_parser(commands)
     reproduce.add_parser(commands)
     return parser

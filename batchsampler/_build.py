@@ -1,0 +1,231 @@
+"""Validation and dispatch of graph construction, shared by :meth:`ProximityGraph.build` and
+:func:`batchsampler.graph.build_neighbor_rows`.
+
+Backends: ``"random"`` (the paper's graph: top ``k`` of ``m`` random candidates, blocked
+GEMMs), ``"exact"`` (all-pairs blocked GEMM; used automatically when ``m >= N - 1``),
+``"hnsw"`` and ``"ivf"`` (approximate kNN with FAISS indexes, for the true neighbourhood at
+large ``N``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._threads import check_main_process, default_workers, limit_threads
+from ._validation import check_int, to_numpy_2d
+
+BACKENDS = ("random", "exact", "hnsw", "ivf")
+
+
+@dataclass
+class BuiltRows:
+    """Rows of a regular graph computed by one process.
+
+    Attributes:
+        rows: int64 ``[R]`` node ids of the rows, or ``None`` for all ``N`` nodes in order.
+        neighbors: int32 ``[R, k]`` by decreasing similarity.
+        scores: float32 ``[R, k]`` cosine similarities (NaN for random edges of masked rows),
+            or ``None`` when not kept.
+        params: build parameters to record (``k``, ``m``, ``backend``, ...).
+    """
+
+    rows: np.ndarray | None
+    neighbors: np.ndarray
+    scores: np.ndarray | None
+    params: dict[str, Any]
+
+
+def build_rows(
+    embeddings: Any,
+    k: int,
+    m: int,
+    *,
+    seed: int | np.random.SeedSequence,
+    mask: np.ndarray | None,
+    backend: str,
+    block_size: int | None,
+    index_params: dict[str, Any] | None,
+    num_threads: int | None,
+    shard: tuple[int, int],
+    keep_scores: bool,
+    show_progress: bool,
+) -> BuiltRows:
+    """Validate the arguments and compute the rows of ``shard`` (see ``build_neighbor_rows``)."""
+    check_main_process("Building a proximity graph")
+    x = to_numpy_2d("embeddings", embeddings)
+    num_nodes = x.shape[0]
+    k = check_int("k", k, low=1)
+    m = check_int("m", m, low=1)
+    if block_size is not None:
+        block_size = check_int("block_size", block_size, low=1)
+    if num_threads is not None:
+        num_threads = check_int("num_threads", num_threads, low=1)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    rank, world = _check_shard(shard)
+    if k >= num_nodes:
+        raise ValueError(f"k must be < the number of instances ({num_nodes}), got k={k}")
+    if m < k:
+        raise ValueError(f"m must be >= k, got m={m} < k={k}")
+    valid_rows = None
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.dtype != np.bool_ or mask.shape != (num_nodes,):
+            raise ValueError(f"mask must be a bool array of shape ({num_nodes},), got {mask.dtype} {mask.shape}")
+        if not mask.all():
+            valid_rows = np.flatnonzero(mask)
+            if valid_rows.size <= k:
+                raise ValueError(f"mask must keep more than k={k} rows, keeps {valid_rows.size}")
+            x = x[valid_rows]
+
+    rng = np.random.default_rng(seed)
+    n = x.shape[0]
+    if backend == "random" and m >= n - 1:
+        backend = "exact"
+    params: dict[str, Any] = {"k": k, "m": m, "exact": backend == "exact", "backend": backend}
+    with limit_threads(num_threads):
+        workers = num_threads or default_workers()
+        if backend == "random":
+            rows, neighbors, scores, params["block_size"] = _random(
+                x, k, m, rng, block_size, rank, world, keep_scores, workers, show_progress
+            )
+        else:
+            from ._knn import EXACT_TILE
+
+            x = _normalize_rows(x)
+            tiles = None if world == 1 else list(range(rank, -(-n // EXACT_TILE), world))
+            if backend == "exact":
+                rows, neighbors, scores = _exact(x, k, tiles, workers, show_progress)
+            else:
+                from ._faiss_knn import faiss_rows
+
+                rows = _tile_rows(n, tiles)
+                neighbors, scores = faiss_rows(
+                    x, k, backend, rows, index_params, rng, show_progress=show_progress
+                )
+                params["index_params"] = dict(index_params or {})
+            if world == 1:
+                rows = None
+    if valid_rows is not None:
+        rows, neighbors, scores = _add_masked_rows(
+            rows, neighbors, scores, valid_rows, num_nodes, rng, rank, world, keep_scores
+        )
+    return BuiltRows(rows, neighbors, scores if keep_scores else None, params)
+
+
+def _check_shard(shard: Any) -> tuple[int, int]:
+    try:
+        rank, world = shard
+    except (TypeError, ValueError):
+        raise ValueError(f"shard must be a pair (rank, world_size), got {shard!r}") from None
+    world = check_int("shard world_size", world, low=1)
+    rank = check_int("shard rank", rank, low=0, high=world - 1)
+    return rank, world
+
+
+def _tile_rows(n: int, tiles: list[int] | None) -> np.ndarray:
+    from ._knn import EXACT_TILE
+
+    if tiles is None:
+        return np.arange(n, dtype=np.int64)
+    parts = [np.arange(t * EXACT_TILE, min(n, (t + 1) * EXACT_TILE)) for t in tiles]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def _random(x, k, m, rng, block_size, rank, world, keep_scores, workers, show_progress):
+    from threadpoolctl import threadpool_limits
+
+    from . import _knn
+
+    n = x.shape[0]
+    x = np.ascontiguousarray(x, dtype=np.float32)  # no copy for float32 C-contiguous input
+    block_size = min(block_size or _knn.default_block_size(m), m + 1)
+    plan = _knn.plan_random(n, m, rng, block_size)
+    blocks = list(range(rank, plan.num_blocks, world))
+    if world == 1:  # rows land directly in node order
+        rows, out_rows = None, plan.anchors
+        count = n
+    else:
+        slots = np.concatenate([np.arange(s.start, s.stop) for s in map(plan.block_rows, blocks)] or [np.zeros(0, np.int64)])
+        rows = plan.anchors[slots]
+        out_rows = np.empty(n, dtype=np.int64)
+        out_rows[slots] = np.arange(slots.size)
+        count = slots.size
+    neighbors = np.empty((count, k), dtype=np.int32)
+    scores = np.empty((count, k), dtype=np.float32) if keep_scores else None
+    inv_norms = _knn.inverse_norms(x)
+    with threadpool_limits(limits=1, user_api="blas"):  # parallel over blocks instead
+        _knn.random_rows(
+            x, inv_norms, k, plan, blocks, neighbors, scores, out_rows,
+            workers=workers, show_progress=show_progress,
+        )
+    return rows, neighbors, scores, plan.block_size
+
+
+def _exact(x, k, tiles, workers, show_progress):
+    from threadpoolctl import threadpool_limits
+
+    from ._knn import exact_rows
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return exact_rows(x, k, tiles, workers=workers, show_progress=show_progress)
+
+
+def _add_masked_rows(rows, neighbors, scores, valid_rows, num_nodes, rng, rank, world, keep_scores):
+    """Map rows computed over ``valid_rows`` to node ids and append this shard's masked rows.
+
+    Every shard draws the random edges of *all* masked rows (same generator state everywhere)
+    and keeps rows ``p`` of the masked list with ``p % world == rank``.
+    """
+    k = neighbors.shape[1]
+    rows = valid_rows[np.arange(valid_rows.size) if rows is None else rows]
+    neighbors = valid_rows[neighbors].astype(np.int32)
+    masked = np.setdiff1d(np.arange(num_nodes), valid_rows)
+    masked_neighbors = random_distinct_neighbors(rng, masked, k, num_nodes)[rank::world]
+    masked = masked[rank::world]
+    rows = np.concatenate([rows, masked])
+    neighbors = np.concatenate([neighbors, masked_neighbors.astype(np.int32)])
+    if keep_scores:
+        scores = np.concatenate([scores, np.full((masked.size, k), np.nan, dtype=np.float32)])
+    return rows, neighbors, scores
+
+
+def random_distinct_neighbors(
+    rng: np.random.Generator, rows: np.ndarray, k: int, num_nodes: int
+) -> np.ndarray:
+    """``[len(rows), k]`` uniformly random distinct ids in ``[0, num_nodes)``, never the row itself.
+
+    Args:
+        rng: source of randomness.
+        rows: int ``[R]`` the node of every row.
+        k: ids per row, ``k < num_nodes``.
+        num_nodes: ``N``.
+
+    Returns:
+        int64 ``[R, k]``.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if 4 * k > num_nodes:  # dense draws: per row, without replacement
+        out = np.empty((rows.size, k), dtype=np.int64)
+        for i, row in enumerate(rows.tolist()):
+            draw = rng.choice(num_nodes - 1, size=k, replace=False)
+            out[i] = draw + (draw >= row)  # shift past the row itself
+        return out
+    # Sparse draws: with replacement, then redraw the (few) rows that hold a duplicate.
+    out = rng.integers(num_nodes - 1, size=(rows.size, k))
+    redo = np.arange(rows.size)
+    while redo.size:
+        ordered = np.sort(out[redo], axis=1)
+        redo = redo[(ordered[:, 1:] == ordered[:, :-1]).any(axis=1)]
+        out[redo] = rng.integers(num_nodes - 1, size=(redo.size, k))
+    return out + (out >= rows[:, None])
+
+
+def _normalize_rows(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    # Zero rows stay zero (similarity 0 to everything) instead of becoming NaN.
+    return x / np.maximum(norms, np.finfo(np.float32).tiny)

@@ -1,0 +1,282 @@
+"""Compiled epoch kernels for :mod:`batchsampler.walk` (numba, ``cache=True``).
+
+Each kernel computes a whole epoch into one int64 array ``order``: batch ``b`` is
+``order[b * B : b * B + sizes[b]]``. All randomness is drawn from the NumPy ``Generator``
+passed in (numba advances the caller's generator itself), and the kernels are sequential, so
+an epoch is a deterministic function of the graph and the generator state.
+
+Why walkers in lock-step: a walk step is a chain of dependent memory loads (the current node's
+row of the CSR arrays, then the visited flag of the neighbour), each a cache miss at
+N = 1e6. Advancing ``W`` walkers (each filling its own batch) round-robin gives the CPU ``W``
+independent chains to overlap, instead of waiting for one miss at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._prefetch import prefetch_read
+
+# counters[...] slots, mirrored by WalkStats
+STEPS, RESTARTS, RESEEDS = 0, 1, 2
+
+_RANDOM_CHUNK = 4096  # uniforms drawn per Generator call (one call per step costs ~7 ns)
+
+
+@njit(inline="always")
+def _next_slot(indptr, regular_k, current, u, restart_prob):
+    """Where the move after ``current`` reads its neighbour: an index into ``indices``, or -1
+    to restart at the seed (probability alpha, or a node without out-edges)."""
+    if regular_k > 0:  # regular graph: no indptr load on the critical path
+        start = current * regular_k
+        degree = regular_k
+    else:
+        start = indptr[current]
+        degree = indptr[current + 1] - start
+    if u < restart_prob or degree == 0:
+        return np.int64(-1)
+    # The same uniform picks the neighbour: (u - alpha) / (1 - alpha) is uniform on [0, 1).
+    offset = np.int64((u - restart_prob) / (1.0 - restart_prob) * degree)
+    return np.int64(start + min(offset, degree - 1))
+
+
+@njit(inline="always")
+def _take_seed(used, seed_order, cursor, rng):
+    """Mark and return an unused node, and the new cursor.
+
+    With a ``seed_order`` permutation: its next unused node. Without (empty array): a uniformly
+    random unused node (rejection sampling; near the end, a cyclic scan from a random start).
+    """
+    if seed_order.size:
+        while used[seed_order[cursor]]:
+            cursor += 1
+        node = seed_order[cursor]
+    else:
+        n = used.size
+        node = min(np.int64(rng.random() * n), n - 1)
+        tries = 0
+        while used[node] and tries < 64:
+            node = min(np.int64(rng.random() * n), n - 1)
+            tries += 1
+        while used[node]:
+            node = node + 1 if node + 1 < n else 0
+    used[node] = 1
+    return np.int64(node), cursor
+
+
+@njit(cache=True, nogil=True)
+def rwr_exactly_once(
+    indptr, indices, regular_k, restart_prob, batch_size, sizes, max_fruitless, num_walkers, seed_order, rng, order,
+    counters, used,
+):
+    """Exactly-once RWR batches (an epoch, or a group of one) with walkers in lock-step.
+
+    Each walker prepares its next move at the end of its turn (draws the uniform, computes
+    the slot of ``indices`` it will read) and prefetches that slot, so the load has the other
+    walkers' turns to arrive.
+
+    Args:
+        indptr, indices: the graph's CSR arrays.
+        regular_k: the out-degree if every node has it (``indptr`` is then not read), else 0.
+        restart_prob: alpha.
+        batch_size: ``B``; batch ``b`` is written to ``order[b * B:]``.
+        sizes: int64 ``[batches]`` target size of every batch (sum at most N).
+        max_fruitless: consecutive steps without a new node before re-seeding.
+        num_walkers: batches grown at the same time.
+        seed_order: int64 ``[N]`` permutation whose unused nodes are the seeds in order, or an
+            empty array for uniformly random unused seeds.
+        rng: ``numpy.random.Generator``.
+        order: int64 output (see the module docstring).
+        counters: int64 ``[3]`` steps, restarts, reseeds (accumulated).
+        used: bool or uint8 ``[N]``, nonzero for unavailable nodes; taken nodes are marked.
+            At least ``sizes.sum()`` nodes must be unused.
+    """
+    total = sizes.size
+    walkers = min(num_walkers, total)
+    batch = np.full(walkers, -1, np.int64)
+    target = np.zeros(walkers, np.int64)
+    filled = np.zeros(walkers, np.int64)
+    seed = np.zeros(walkers, np.int64)
+    pending = np.full(walkers, -1, np.int64)  # slot of the next move, -1: back to the seed
+    fruitless = np.zeros(walkers, np.int64)
+    uniforms = rng.random(_RANDOM_CHUNK)
+    drawn = 0
+    cursor = 0
+    next_batch = 0
+    active = walkers
+    steps = restarts = reseeds = 0
+    while active > 0:
+        for w in range(walkers):
+            if batch[w] >= 0 and filled[w] < target[w]:
+                slot = pending[w]
+                steps += 1
+                if slot < 0:
+                    node = seed[w]
+                    restarts += 1
+                else:
+                    node = np.int64(indices[slot])
+                current = node
+                if not used[node]:
+                    used[node] = 1
+                    order[batch[w] * batch_size + filled[w]] = node
+                    filled[w] += 1
+                    fruitless[w] = 0
+                else:
+                    fruitless[w] += 1
+                    if fruitless[w] >= max_fruitless:
+                        reseeds += 1
+                        current = -1  # re-seed below
+            elif batch[w] >= 0 or next_batch < total:
+                # Batch full (or not started): take the next batch number, or retire.
+                if next_batch == total:
+                    batch[w] = -1
+                    active -= 1
+                    continue
+                batch[w] = next_batch
+                target[w] = sizes[next_batch]
+                next_batch += 1
+                filled[w] = 0
+                current = -1
+            else:
+                continue
+            if current < 0:
+                # (Re-)seed at an unused node. One always exists: the unused nodes outnumber
+                # the places left in the batches not yet full.
+                current, cursor = _take_seed(used, seed_order, cursor, rng)
+                order[batch[w] * batch_size + filled[w]] = current
+                filled[w] += 1
+                seed[w] = current
+                fruitless[w] = 0
+            if drawn == _RANDOM_CHUNK:
+                uniforms = rng.random(_RANDOM_CHUNK)
+                drawn = 0
+            slot = _next_slot(indptr, regular_k, current, uniforms[drawn], restart_prob)
+            drawn += 1
+            pending[w] = slot
+            if slot >= 0:
+                prefetch_read(indices, slot)
+    counters[STEPS] += steps
+    counters[RESTARTS] += restarts
+    counters[RESEEDS] += reseeds
+
+
+@njit(inline="always")
+def _random_outside(rng, member, stamp, n, batch_filled):
+    """A uniformly random node with ``member[node] != stamp`` (one exists)."""
+    for _ in range(64):
+        node = min(np.int64(rng.random() * n), n - 1)
+        if member[node] != stamp:
+            return node
+    # The batch covers most nodes: draw among the complement directly.
+    index = min(np.int64(rng.random() * (n - batch_filled)), n - batch_filled - 1)
+    for node in range(n):
+        if member[node] != stamp:
+            if index == 0:
+                return node
+            index -= 1
+    return -1  # unreachable
+
+
+@njit(cache=True, nogil=True)
+def rwr_replacement(indptr, indices, regular_k, n, restart_prob, batch_size, total, max_fruitless, rng, order, counters):
+    """``total`` independent RWR batches of ``batch_size`` distinct nodes from random seeds."""
+    member = np.zeros(n, np.int64)  # member[node] == b + 1: node is in batch b
+    steps = restarts = reseeds = 0
+    for b in range(total):
+        stamp = b + 1
+        base = b * batch_size
+        seed = _random_outside(rng, member, stamp, n, 0)
+        member[seed] = stamp
+        order[base] = seed
+        filled = 1
+        current = seed
+        fruitless = 0
+        while filled < batch_size:
+            slot = _next_slot(indptr, regular_k, current, rng.random(), restart_prob)
+            steps += 1
+            if slot < 0:
+                current = seed
+                restarts += 1
+            else:
+                current = np.int64(indices[slot])
+            if member[current] != stamp:
+                member[current] = stamp
+                order[base + filled] = current
+                filled += 1
+                fruitless = 0
+                continue
+            fruitless += 1
+            if fruitless >= max_fruitless:
+                reseeds += 1
+                seed = current = _random_outside(rng, member, stamp, n, filled)
+                member[seed] = stamp
+                order[base + filled] = seed
+                filled += 1
+                fruitless = 0
+    counters[STEPS] += steps
+    counters[RESTARTS] += restarts
+    counters[RESEEDS] += reseeds
+
+
+@njit(cache=True, nogil=True)
+def bfs_epoch(
+    indptr, indices, n, batch_size, sizes, max_fruitless, replacement, seed_order, rng, order, counters
+):
+    """kNN batches: an anchor and its nearest available neighbours, breadth-first in rank order.
+
+    Exactly-once mode (``replacement`` False) takes anchors from ``seed_order`` skipping used
+    nodes; replacement mode draws each anchor uniformly among nodes not in the batch.
+    """
+    used = np.zeros(n, np.int64)  # exactly-once: 1 when used; replacement: batch stamp
+    visited = np.zeros(n, np.int64)  # visit stamp of the current frontier
+    frontier = np.empty(n, np.int64)
+    visit = 0
+    cursor = 0
+    steps = reseeds = 0
+    for b in range(sizes.size):
+        stamp = b + 1 if replacement else 1
+        base = b * batch_size
+        target = sizes[b]
+        filled = 0
+        head = tail = 0
+        fruitless = 0
+        while filled < target:
+            if filled == 0 or head == tail or fruitless >= max_fruitless:
+                if filled > 0:
+                    reseeds += 1
+                if replacement:
+                    anchor = _random_outside(rng, used, stamp, n, filled)
+                else:
+                    while used[seed_order[cursor]] == stamp:
+                        cursor += 1
+                    anchor = seed_order[cursor]
+                used[anchor] = stamp
+                order[base + filled] = anchor
+                filled += 1
+                visit += 1
+                visited[anchor] = visit
+                frontier[0] = anchor
+                head, tail, fruitless = 0, 1, 0
+                continue
+            node = frontier[head]
+            head += 1
+            for e in range(indptr[node], indptr[node + 1]):
+                if filled == target:
+                    break
+                steps += 1
+                neighbor = indices[e]
+                if visited[neighbor] == visit:
+                    continue
+                visited[neighbor] = visit
+                frontier[tail] = neighbor
+                tail += 1
+                if used[neighbor] == stamp:
+                    fruitless += 1
+                else:
+                    used[neighbor] = stamp
+                    order[base + filled] = neighbor
+                    filled += 1
+                    fruitless = 0
+    counters[STEPS] += steps
+    counters[RESEEDS] += reseeds

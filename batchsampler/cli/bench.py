@@ -1,0 +1,122 @@
+"""``batchsampler bench``: a quick speed check of graph building and epoch walks (a few seconds).
+
+On synthetic clustered embeddings (d = 128) it times, in this process, ``ProximityGraph.build``
+(K = 100, M = 1000) and one exactly-once epoch of ``random_walk_batches`` (B = 512,
+alpha = 0.2) at each size, next to the authors' approach (``benchmarks/naive.py``, available
+in a source checkout): its graph build timed on a prefix of nodes and its Python walk on a
+prefix of batches, both extrapolated. The full benchmarks, with repeats in fresh processes and
+peak memory, are the ``benchmarks/bench_*.py`` scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+_NAIVE_NODES = 500  # graph-build prefix of the naive baseline (one chunk)
+_NAIVE_BATCHES = 10  # walk prefix of the naive baseline
+_NAIVE_BATCHES_PER_EPOCH = 6.5  # its epoch, in multiples of N / B (measured on these data)
+
+
+def add_parser(commands: Any) -> None:
+    """Register the ``bench`` sub-command on an ``argparse`` sub-parsers object."""
+    bench = commands.add_parser(
+        "bench",
+        help="quick speed check: graph build and one epoch at N = 1e4 and 1e5 (a few seconds)",
+        description=__doc__.split("\n\n")[1].replace("\n", " "),
+    )
+    bench.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="N values (default: %(default)s)")
+    bench.add_argument("--num-threads", type=int, default=None, help="threads for the build (default: all cores)")
+    bench.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
+    bench.set_defaults(handler=run)
+
+
+def synthetic_embeddings(n: int, dim: int = 128, seed: int = 0) -> np.ndarray:
+    """float32 ``[n, dim]``: Gaussian clusters (about sqrt(n) of them) of Zipf-distributed sizes."""
+    rng = np.random.default_rng(seed)
+    clusters = max(10, int(np.sqrt(n)))
+    weights = 1.0 / np.arange(1, clusters + 1) ** 1.1
+    centers = rng.standard_normal((clusters, dim)).astype(np.float32)
+    labels = rng.choice(clusters, size=n, p=weights / weights.sum())
+    return centers[labels] + rng.standard_normal((n, dim), dtype=np.float32)
+
+
+def load_naive() -> ModuleType | None:
+    """``benchmarks/naive.py`` of the source checkout this package runs from, if any."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "naive.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("batchsampler_benchmarks_naive", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def measure(n: int, naive: ModuleType | None, num_threads: int | None) -> dict[str, float]:
+    """Seconds of our build and epoch at size ``n`` (and the naive estimates)."""
+    import torch
+
+    from .._threads import limit_threads
+    from ..graph import ProximityGraph
+    from ..walk import random_walk_batches
+
+    x = synthetic_embeddings(n)
+    start = time.perf_counter()
+    graph = ProximityGraph.build(x, 100, 1000, seed=0, num_threads=num_threads)
+    row: dict[str, float] = {"build": time.perf_counter() - start}
+    start = time.perf_counter()
+    batches = list(random_walk_batches(graph, 512, 0.2, np.random.default_rng(0)))
+    row["epoch"] = time.perf_counter() - start
+    row["no_in_edge"] = float(np.mean(graph.in_degrees() == 0))
+    if naive is not None:
+        nodes = min(n, _NAIVE_NODES)
+        # One torch thread: the naive baseline's fastest setting on small, shared machines.
+        with limit_threads(1):
+            workspace = torch.zeros((nodes, 1000, x.shape[1]))  # its chunk tensor, faulted in untimed
+            start = time.perf_counter()
+            naive.naive_graph(x, 100, 1000, chunks=-(-n // nodes), max_nodes=nodes, workspace=workspace)
+            row["naive_build"] = (time.perf_counter() - start) * n / nodes
+        start = time.perf_counter()
+        done = naive.naive_epoch(graph.neighbors, 512, 0.2, max_batches=_NAIVE_BATCHES)
+        row["naive_epoch"] = (time.perf_counter() - start) / len(done) * _NAIVE_BATCHES_PER_EPOCH * len(batches)
+    return row
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..graph import ProximityGraph
+    from ..walk import random_walk_batches
+
+    naive = None if args.no_naive else load_naive()
+    start = time.perf_counter()  # load the compiled kernels once (numba cache)
+    warm = ProximityGraph.build(synthetic_embeddings(2000, 8), 5, 50)
+    list(random_walk_batches(warm, 64, 0.2, np.random.default_rng(0)))
+    print(f"compiled kernels loaded in {time.perf_counter() - start:.2f} s (once per process)")
+    header = f"{'N':>10}{'build s':>10}{'epoch s':>10}{'no in-edge':>12}"
+    if naive is not None:
+        header += f"{'naive build s':>15}{'ratio':>8}{'naive epoch s':>15}{'ratio':>8}"
+    print(header)
+    print("-" * len(header))
+    for n in args.sizes:
+        row = measure(n, naive, args.num_threads)
+        line = f"{n:>10,}{row['build']:>10.3f}{row['epoch']:>10.3f}{row['no_in_edge']:>12.2%}"
+        if naive is not None:
+            line += (
+                f"{row['naive_build']:>15.1f}{row['naive_build'] / row['build']:>7.0f}x"
+                f"{row['naive_epoch']:>15.2f}{row['naive_epoch'] / row['epoch']:>7.0f}x"
+            )
+        print(line, flush=True)
+    if naive is None and not args.no_naive:
+        print("(naive baseline skipped: benchmarks/naive.py is only in a source checkout)")
+    else:
+        print(
+            f"naive: authors' approach (benchmarks/naive.py), build timed on {_NAIVE_NODES} nodes and walk on "
+            f"{_NAIVE_BATCHES} batches, extrapolated (its epoch needs ~{_NAIVE_BATCHES_PER_EPOCH:g} x N/B batches), "
+            "one torch thread."
+        )
+    return 0

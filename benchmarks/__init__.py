@@ -1,0 +1,1 @@
+"""Speed benchmarks of graph construction and walks; results in benchmarks/RESULTS.md."""
