@@ -125,8 +125,10 @@ class BatchSampler(GraphBatchSampler):
         sampler.set_graph(graph)
         return sampler
 
-    def _build_graph(self, embeddings: np.ndarray, seen: np.ndarray, seed: np.random.SeedSequence) -> ProximityGraph:
-        graph = super()._build_graph(embeddings, seen, seed)
+    def _build_graph(
+        self, embeddings: np.ndarray, seen: np.ndarray, seed: np.random.SeedSequence, *, sharded: bool = False
+    ) -> ProximityGraph:
+        graph = super()._build_graph(embeddings, seen, seed, sharded=sharded)
         return graph.symmetrize() if self.symmetrize else graph
 
     def _on_epoch_start(self, epoch: int, resumed: bool) -> None:

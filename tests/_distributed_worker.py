@@ -38,11 +38,18 @@ def train(rank, world_size, out_dir, config):
         graph = getattr(sampler, "graph", None)
         digest = None if graph is None else hashlib.sha1(graph.indices.tobytes()).hexdigest()
         bank_digest = hashlib.sha1(sampler.bank.embeddings.tobytes()).hexdigest()
+        sharded_equal = None
+        if graph is not None:
+            # A build sharded over ranks equals a single build of the same seed.
+            seed, seen = np.random.SeedSequence([7, 7]), sampler.bank.seen
+            sharded = sampler._build_graph(sampler.bank.embeddings, seen, seed, sharded=True)
+            single = sampler._build_graph(sampler.bank.embeddings, seen, seed, sharded=False)
+            sharded_equal = bool(np.array_equal(sharded.indices, single.indices))
         # An encoding pass sharded over ranks fills every rank's bank with the full dataset.
         sampler.refresh_from(lambda batch: batch.numpy() * 3.0, torch.from_numpy(embeddings), batch_size=16)
         encoded_ok = bool(np.array_equal(sampler.bank.embeddings, embeddings * 3.0))
         result = {"len": len(sampler), "local": local, "global": global_batches, "versions": versions,
-                  "graph": digest, "bank": bank_digest, "encoded_ok": encoded_ok}
+                  "graph": digest, "bank": bank_digest, "encoded_ok": encoded_ok, "sharded_equal": sharded_equal}
     except Exception as error:  # reported to the test, which asserts on it
         result = {"error": f"{type(error).__name__}: {error}"}
     # Written before teardown: the verdict must not depend on how gloo shuts down.

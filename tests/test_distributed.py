@@ -42,6 +42,8 @@ def test_ranks_share_one_global_stream_and_split_it(tmp_path, world_size, sample
     assert all(r["graph"] == reference["graph"] and r["bank"] == reference["bank"] for r in results)
     assert all(r["encoded_ok"] for r in results)
     if sampler != "uniform":
+        assert all(r["sharded_equal"] for r in results)
+    if sampler != "uniform":
         assert reference["graph"] is not None and reference["versions"][-1] >= 3  # refreshed mid-epoch
     for epoch, global_batches in enumerate(reference["global"]):
         assert len(global_batches) == reference["len"]
