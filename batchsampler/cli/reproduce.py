@@ -1,6 +1,7 @@
-"""``batchsampler reproduce {graph}``: the paper's comparisons at CPU scale.
+"""``batchsampler reproduce {graph,text,vision}``: the paper's comparisons at CPU scale.
 
-Each modality's script lives in its integration package (``integrations.graph.reproduce``);
+Each modality's script lives in its integration package (``integrations.graph.reproduce``, ``integrations.text.reproduce``,
+``integrations.vision.reproduce``);
 this command forwards the remaining arguments to it, so ``batchsampler reproduce graph --help``
 lists them.
 """
@@ -11,7 +12,11 @@ import argparse
 import importlib
 from typing import Any
 
-MODALITIES = {"graph": "integrations.graph.reproduce"}
+MODALITIES = {
+    "graph": "integrations.graph.reproduce",
+    "text": "integrations.text.reproduce",
+    "vision": "integrations.vision.reproduce",
+}
 """Modality name -> module with a ``main(argv)``."""
 
 
