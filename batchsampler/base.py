@@ -8,7 +8,10 @@ How an epoch is made: batch ``i`` of epoch ``e`` is drawn with its own generator
 ``(seed, e, i)`` from the instances not used earlier in the epoch (see :mod:`batchsampler.collect`).
 So every rank of a distributed job computes the same global batch stream and keeps its own
 slice, a resumed run can rebuild the position of an interrupted one, and a new graph can take
-over between any two batches.
+over between any two batches. :class:`~batchsampler.BatchSampler` grows its batches in walk
+groups (``lockstep_batches``, aligned to multiples of it, with one generator per group): the
+same holds with "group" for "batch", and :meth:`BaseBatchSampler.save` keeps the rest of the
+group in progress.
 """
 
 from __future__ import annotations
@@ -119,7 +122,10 @@ class BaseBatchSampler(Sampler[list[int]]):
         self._current_epoch: int | None = None  # epoch of the iteration in progress
         self._position = 0  # batches yielded in the current epoch
         self._history: list[list[int]] = []  # global batches produced in the current epoch
-        self._restored_history: tuple[int, list[list[int]]] | None = None  # from load()
+        # From load(): (epoch, batches produced, batches grown ahead by index).
+        self._restored_history: tuple[int, list[list[int]], dict[int, list[int]]] | None = None
+        # Batches grown ahead in the current walk group, by index (see ``lockstep_batches``).
+        self._grown: dict[int, list[int]] = {}
         self._initial_embeddings = embeddings
 
     def _load_initial_embeddings(self) -> None:
@@ -167,6 +173,7 @@ class BaseBatchSampler(Sampler[list[int]]):
         self.walk_stats = WalkStats()
         self._on_epoch_start(epoch, resumed=start > 0)
         used = np.zeros(self.num_instances, dtype=bool)
+        self._grown = {}
         produced = self._restore_progress(epoch, start, used)
         self._history = produced
         for index in range(start, total):
@@ -181,21 +188,47 @@ class BaseBatchSampler(Sampler[list[int]]):
             self._position = index + 1
             yield self.dist.local_slice(batch)
 
+    lockstep_batches: int = 1
+    """Batches grown together (a walk group); the graph and the random stream of a walk change
+    only between groups. 1 for every sampler except :class:`~batchsampler.BatchSampler`."""
+
+    def _batch_rng(self, epoch: int, index: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([self.seed, EPOCH_STREAM, epoch, index]))
+
     def _next_batch(self, epoch: int, index: int, used: np.ndarray) -> list[int]:
         """Global batch ``index`` of ``epoch``; marks its indices in ``used``."""
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, EPOCH_STREAM, epoch, index]))
         if self.replacement:
             used = np.zeros(self.num_instances, dtype=bool)
-            size = self.global_batch_size
+            batch = self._collect(used, self.global_batch_size, self._batch_rng(epoch, index))
+        elif index in self._grown:
+            batch = self._grown.pop(index)  # grown with an earlier batch of its group
         else:
-            size = min(self.global_batch_size, self.num_instances - index * self.global_batch_size)
-        batch = self._collect(used, size, rng)
-        if size % self.dist.world_size:
+            # A group runs to the next multiple of ``lockstep_batches`` (so a replay from any
+            # position regrows the same groups) and never past the end of the epoch.
+            stop = min(len(self), (index // self.lockstep_batches + 1) * self.lockstep_batches)
+            sizes = [self._batch_size_at(i) for i in range(index, stop)]
+            batch, *rest = self._collect_group(used, sizes, epoch, index)
+            self._grown.update(zip(range(index + 1, stop), rest))
+        return self._padded(batch)
+
+    def _batch_size_at(self, index: int) -> int:
+        return min(self.global_batch_size, self.num_instances - index * self.global_batch_size)
+
+    def _padded(self, batch: list[int]) -> list[int]:
+        if len(batch) % self.dist.world_size:
             # Pad the last batch to a multiple of the world size with indices of the first
             # batch, as DistributedSampler does, so that every rank gets the same batch size.
-            pad = self.dist.world_size - size % self.dist.world_size
+            pad = self.dist.world_size - len(batch) % self.dist.world_size
             batch = batch + self._history[0][:pad]
         return batch
+
+    def _collect_group(self, used: np.ndarray, sizes: list[int], epoch: int, first: int) -> list[list[int]]:
+        """Batches ``first .. first + len(sizes) - 1`` of ``epoch``, or a prefix of them (at least
+        batch ``first``), marking ``used``; the others are collected when they are due.
+
+        By default only batch ``first``, from its own generator.
+        """
+        return [self._collect(used, sizes[0], self._batch_rng(epoch, first))]
 
     def _restore_progress(self, epoch: int, start: int, used: np.ndarray) -> list[list[int]]:
         """Batches ``0 .. start - 1`` of ``epoch`` (or more, if a checkpoint has them); marks ``used``."""
@@ -203,8 +236,9 @@ class BaseBatchSampler(Sampler[list[int]]):
         if restored is not None and restored[0] == epoch and len(restored[1]) >= start:
             # Batches produced beyond ``start`` (prefetched before the checkpoint) count as used.
             produced = [list(batch) for batch in restored[1]]
+            self._grown = dict(restored[2])
             if not self.replacement:
-                for batch in produced:
+                for batch in [*produced, *self._grown.values()]:
                     used[batch] = True
             return produced
         if start and self._graph_changed_before_resume():
@@ -365,13 +399,15 @@ class BaseBatchSampler(Sampler[list[int]]):
             arrays["bank_embeddings"] = self.bank.embeddings
         arrays["bank_seen"] = self.bank.seen
         arrays["bank_last_update"] = self.bank.last_update
-        lengths = [len(batch) for batch in self._history]
-        arrays["history_indices"] = np.asarray([i for batch in self._history for i in batch], dtype=np.int64)
-        arrays["history_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        _pack_batches(arrays, "history", self._history)
+        # Batches grown ahead with the current walk group: the uninterrupted run yields them
+        # whatever happens to the graph meanwhile, so the resumed run must too.
+        _pack_batches(arrays, "grown", [self._grown[i] for i in sorted(self._grown)])
         meta = {
             "format_version": _CHECKPOINT_VERSION,
             "class": type(self).__name__,
             "history_epoch": self._current_epoch,
+            "grown_first": min(self._grown, default=None),
             "bank_updates": self.bank.updates,
             "state": self.state_dict(),
         }
@@ -394,13 +430,13 @@ class BaseBatchSampler(Sampler[list[int]]):
             self.bank.updates = meta["bank_updates"]
             if "bank_embeddings" in data:
                 self.bank.embeddings = data["bank_embeddings"].astype(self.bank.dtype, copy=False)
-            offsets = data["history_offsets"]
-            indices = data["history_indices"].tolist()
-            history = [indices[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+            history = _unpack_batches(data, "history")
+            grown = _unpack_batches(data, "grown") if "grown_offsets" in data else []
+            first = meta.get("grown_first") or 0
             self._load_extra(data, meta)
         self.load_state_dict(meta["state"])
         if meta["history_epoch"] is not None:
-            self._restored_history = (meta["history_epoch"], history)
+            self._restored_history = (meta["history_epoch"], history, dict(enumerate(grown, start=first)))
 
     def _save_extra(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         pass
@@ -414,6 +450,18 @@ class BaseBatchSampler(Sampler[list[int]]):
             f"replacement={self.replacement}, drop_last={self.drop_last}, seed={self.seed}, "
             f"world_size={self.dist.world_size})"
         )
+
+
+def _pack_batches(arrays: dict[str, np.ndarray], name: str, batches: list[list[int]]) -> None:
+    lengths = [len(batch) for batch in batches]
+    arrays[f"{name}_indices"] = np.asarray([i for batch in batches for i in batch], dtype=np.int64)
+    arrays[f"{name}_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+
+def _unpack_batches(data: Any, name: str) -> list[list[int]]:
+    offsets = data[f"{name}_offsets"].tolist()
+    indices = data[f"{name}_indices"].tolist()
+    return [indices[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
 
 
 def check_bool(name: str, value: Any) -> bool:

@@ -56,7 +56,8 @@ class UniformBatchSampler(BaseBatchSampler):
 class KNNBatchSampler(GraphBatchSampler):
     """The paper's kNN sampler: a random anchor and its nearest unused neighbours.
 
-    The graph is the exact cosine kNN graph (``m`` is ignored); a batch is a random unused
+    The graph is the exact cosine kNN graph (``m`` is ignored; ``backend="hnsw"`` or ``"ivf"``
+    approximates it where an exact graph, ``O(N^2 d)``, is too slow); a batch is a random unused
     anchor plus its nearest unused neighbours in rank order, continued breadth-first through
     neighbours of neighbours when ``k < B - 1`` (see :func:`batchsampler.walk.neighborhood_batches`).
     The paper shows this *hurts* contrastive learning through false negatives; it is here for
@@ -65,8 +66,9 @@ class KNNBatchSampler(GraphBatchSampler):
     Args:
         k: neighbours per instance (default 100), ``1 <= k < N``.
         max_fruitless_steps: used neighbours in a row before a fresh anchor (default 64).
-        refresh_every, warmup_epochs, background, swap_delay, num_threads: the refresh policy
-            of :class:`~batchsampler.graph_sampler.GraphBatchSampler`.
+        refresh_every, warmup_epochs, background, swap_delay, num_threads, backend,
+            index_params: the refresh policy and graph construction of
+            :class:`~batchsampler.graph_sampler.GraphBatchSampler` (``backend`` default ``"exact"``).
         Others as in :class:`~batchsampler.BatchSampler`; ``m`` and ``restart_prob`` are
         accepted and ignored.
     """
@@ -88,14 +90,16 @@ class KNNBatchSampler(GraphBatchSampler):
         background: bool = True,
         swap_delay: int = 8,
         num_threads: int | None = None,
+        backend: str = "exact",
+        index_params: dict[str, Any] | None = None,
         distributed: bool | None = None,
         **unused: Any,
     ) -> None:
         super().__init__(
             data, batch_size, k=k, m=num_instances_of("data", data), refresh_every=refresh_every,
             warmup_epochs=warmup_epochs, background=background, swap_delay=swap_delay,
-            num_threads=num_threads, replacement=replacement, drop_last=drop_last, seed=seed,
-            embeddings=embeddings, distributed=distributed,
+            num_threads=num_threads, backend=backend, index_params=index_params, replacement=replacement,
+            drop_last=drop_last, seed=seed, embeddings=embeddings, distributed=distributed,
         )
         self.max_fruitless_steps = check_int("max_fruitless_steps", max_fruitless_steps, low=1)
         self._load_initial_embeddings()

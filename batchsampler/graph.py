@@ -16,6 +16,7 @@ shard's rows for distributed jobs.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -209,9 +210,9 @@ class ProximityGraph:
         """In-degree of every node, int64 ``[N]`` (how often it is someone's neighbour)."""
         return np.bincount(self.indices, minlength=self.num_nodes)
 
-    @property
+    @functools.cached_property
     def is_regular(self) -> bool:
-        """True when every node has the same out-degree."""
+        """True when every node has the same out-degree (computed once: graphs are immutable)."""
         degrees = self.degrees
         return bool(degrees.size == 0 or (degrees == degrees[0]).all())
 

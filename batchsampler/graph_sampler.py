@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ._build import BACKENDS
 from ._validation import check_int
 from .base import GRAPH_STREAM, BaseBatchSampler, check_bool
 from .graph import ProximityGraph, build_neighbor_rows
@@ -80,11 +81,16 @@ class GraphBatchSampler(BaseBatchSampler):
             (default 8). It should cover the build time in training steps: larger hides
             longer builds, smaller keeps graphs fresher.
         num_threads: FAISS / torch threads during builds (``None``: unchanged).
+        backend: graph construction, as in :meth:`ProximityGraph.build`: ``"random"`` (default,
+            the paper's ``m`` random candidates), ``"exact"``, or FAISS ``"hnsw"`` / ``"ivf"``
+            (approximate true kNN for large ``N``; ``m`` ignored).
+        index_params: FAISS settings for ``"hnsw"`` / ``"ivf"`` (see :meth:`ProximityGraph.build`).
         **kwargs: see :class:`~batchsampler.base.BaseBatchSampler`.
 
     Raises:
         ValueError: ``k < 1``, ``k >= N``, ``m < k``, ``refresh_every < 1``, ``warmup_epochs < 0``,
-            ``swap_delay < 0``, ``num_threads < 1``.
+            ``swap_delay < 0``, ``num_threads < 1``, an unknown ``backend``.
+        TypeError: ``index_params`` not a dict.
     """
 
     def __init__(
@@ -99,8 +105,14 @@ class GraphBatchSampler(BaseBatchSampler):
         background: bool = True,
         swap_delay: int = 8,
         num_threads: int | None = None,
+        backend: str = "random",
+        index_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if index_params is not None and not isinstance(index_params, dict):
+            raise TypeError(f"index_params must be a dict or None, got {type(index_params).__name__}")
         super().__init__(data, batch_size, **kwargs)
         self.k = check_int("k", k, low=1)
         self.m = check_int("m", m, low=1)
@@ -113,6 +125,8 @@ class GraphBatchSampler(BaseBatchSampler):
         self.background = check_bool("background", background)
         self.swap_delay = check_int("swap_delay", swap_delay, low=0)
         self.num_threads = None if num_threads is None else check_int("num_threads", num_threads, low=1)
+        self.backend = backend
+        self.index_params = dict(index_params or {})
         self.graph: ProximityGraph | None = None
         self.graph_version = 0
         self.refresh_stats = RefreshStats()
@@ -228,17 +242,23 @@ class GraphBatchSampler(BaseBatchSampler):
         """
         mask = None if seen.all() else seen
         if not (sharded and self.dist.enabled):
-            return ProximityGraph.build(embeddings, self.k, self.m, seed=seed, mask=mask, num_threads=self.num_threads)
+            return ProximityGraph.build(
+                embeddings, self.k, self.m, seed=seed, mask=mask, num_threads=self.num_threads,
+                backend=self.backend, index_params=self.index_params,
+            )
         rows, neighbors, scores = build_neighbor_rows(
             embeddings, self.k, self.m, seed=seed, shard=(self.dist.rank, self.dist.world_size), mask=mask,
-            num_threads=self.num_threads,
+            num_threads=self.num_threads, backend=self.backend, index_params=self.index_params,
         )
         rows = self.dist.all_gather_rows(rows)
         full_neighbors = np.empty((self.num_instances, self.k), dtype=np.int64)
         full_scores = np.empty((self.num_instances, self.k), dtype=np.float32)
         full_neighbors[rows] = self.dist.all_gather_rows(neighbors)
         full_scores[rows] = self.dist.all_gather_rows(scores)
-        params = {"k": self.k, "m": self.m, "exact": self.m >= self.num_instances - 1, "shards": self.dist.world_size}
+        params = {
+            "k": self.k, "m": self.m, "exact": self.m >= self.num_instances - 1, "shards": self.dist.world_size,
+            "backend": self.backend,
+        }
         return ProximityGraph.from_neighbors(full_neighbors, full_scores, build_params=params)
 
     def close(self) -> None:

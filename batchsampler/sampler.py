@@ -8,9 +8,11 @@ from typing import Any
 import numpy as np
 
 from ._validation import check_int, check_probability
+from .base import EPOCH_STREAM
 from .collect import walk_batch
 from .graph import ProximityGraph
 from .graph_sampler import GraphBatchSampler
+from .walk import _walkers, grow_batches
 
 __all__ = ["BatchSampler", "decayed_restart_prob"]
 
@@ -56,15 +58,23 @@ class BatchSampler(GraphBatchSampler):
         embeddings: optional ``[N, d]`` initial embeddings; the graph is built at construction.
         max_fruitless_steps: steps without a new instance before the walk re-seeds (default 64).
         symmetrize: make the graph undirected before walking.
+        lockstep_batches: batches walked together (default 16): one walker per batch, advanced
+            in lock-step, so that memory latency overlaps (about 10x faster at a million
+            instances). At most one walker per 8 batches of the epoch, so short epochs stay close
+            to one walk after another. A new graph (from a refresh) is walked from the next
+            group on; 1 walks batch by batch. Part of the seeded result.
         refresh_every, warmup_epochs, background, swap_delay, num_threads: the refresh policy,
             see :class:`~batchsampler.graph_sampler.GraphBatchSampler` (default: refresh only
             when :meth:`refresh` is called; background builds).
+        backend, index_params: graph construction (default ``"random"``, the paper's graph;
+            ``"hnsw"`` / ``"ivf"`` / ``"exact"`` for the true neighbourhood), see
+            :meth:`ProximityGraph.build`.
         distributed, bank_dtype: see :class:`~batchsampler.base.BaseBatchSampler`.
 
     Raises:
         ValueError: ``batch_size`` outside ``[1, N]``, ``k < 1``, ``k >= N``, ``m < k``,
             ``restart_prob`` outside ``[0, 1]``, an unknown ``restart_prob_schedule``,
-            ``max_fruitless_steps < 1``, bad refresh settings, or bad ``embeddings``
+            ``max_fruitless_steps < 1``, ``lockstep_batches < 1``, bad refresh settings, or bad ``embeddings``
             (non-2-D, NaN/inf, row count other than ``N``).
         TypeError: non-integer sizes or non-bool flags.
     """
@@ -84,17 +94,21 @@ class BatchSampler(GraphBatchSampler):
         embeddings: Any = None,
         max_fruitless_steps: int = 64,
         symmetrize: bool = False,
+        lockstep_batches: int = 16,
         refresh_every: int | None = None,
         warmup_epochs: int = 1,
         background: bool = True,
         swap_delay: int = 8,
         num_threads: int | None = None,
+        backend: str = "random",
+        index_params: dict[str, Any] | None = None,
         distributed: bool | None = None,
         bank_dtype: Any = np.float32,
     ) -> None:
         super().__init__(
             data, batch_size, k=k, m=m, refresh_every=refresh_every, warmup_epochs=warmup_epochs,
             background=background, swap_delay=swap_delay, num_threads=num_threads,
+            backend=backend, index_params=index_params,
             replacement=replacement, drop_last=drop_last, seed=seed, embeddings=embeddings,
             distributed=distributed, bank_dtype=bank_dtype,
         )
@@ -107,6 +121,7 @@ class BatchSampler(GraphBatchSampler):
         self.current_restart_prob = self.restart_prob
         self.max_fruitless_steps = check_int("max_fruitless_steps", max_fruitless_steps, low=1)
         self.symmetrize = bool(symmetrize)
+        self.lockstep_batches = check_int("lockstep_batches", lockstep_batches, low=1)
         self._load_initial_embeddings()
 
     @classmethod
@@ -153,6 +168,17 @@ class BatchSampler(GraphBatchSampler):
         return walk_batch(
             graph, used, size, self.current_restart_prob, rng,
             max_fruitless_steps=self.max_fruitless_steps, stats=self.walk_stats,
+        )
+
+    def _collect_group(self, used: np.ndarray, sizes: list[int], epoch: int, first: int) -> list[list[int]]:
+        if self.graph is None or len(sizes) == 1:
+            return super()._collect_group(used, sizes, epoch, first)
+        # The group's own stream; the trailing length keeps it apart from batch ``first``'s.
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, EPOCH_STREAM, epoch, first, len(sizes)]))
+        return grow_batches(
+            self.graph, used, sizes, self.current_restart_prob, rng,
+            max_fruitless_steps=self.max_fruitless_steps,
+            num_walkers=_walkers(self.lockstep_batches, len(self)), stats=self.walk_stats,
         )
 
     def __repr__(self) -> str:

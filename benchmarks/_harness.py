@@ -50,7 +50,7 @@ def clustered(n: int, dim: int = 128, seed: int = 0, clusters: int | None = None
 
 def warm_up() -> None:
     """Load the compiled kernels (numba cache) so that timed calls measure the work only."""
-    from batchsampler import ProximityGraph
+    from batchsampler import BatchSampler, ProximityGraph
     from batchsampler.walk import neighborhood_batches, random_walk_batches
 
     x = np.random.default_rng(0).standard_normal((3000, 8)).astype(np.float32)
@@ -59,6 +59,8 @@ def warm_up() -> None:
     list(random_walk_batches(graph, 64, 0.2, np.random.default_rng(0)))
     list(random_walk_batches(graph, 64, 0.2, np.random.default_rng(0), replacement=True))
     list(neighborhood_batches(graph, 64, np.random.default_rng(0)))
+    for lockstep in (1, 16):  # the samplers' kernels (bool masks: their own specialisations)
+        list(BatchSampler.from_graph(graph, 64, lockstep_batches=lockstep))
 
 
 def timed(function, *args, **kwargs) -> tuple[float, Any]:

@@ -49,16 +49,28 @@ def _run(sampler, loader, embeddings, epochs, *, start_step=0, stop_at=None, sta
 @pytest.mark.parametrize("num_workers", [0, 2])
 @pytest.mark.parametrize("sampler_name", ["batchsampler", "knn"])
 def test_stateful_dataloader_resumes_exactly_mid_epoch(tmp_path, num_workers, sampler_name):
-    n, epochs, stop = 200, 3, 21  # 13 batches per epoch: stop in epoch 1, after graphs exist
+    # 13 batches per epoch: stop in epoch 1, after graphs exist
+    _check_exact_resume(tmp_path, sampler_name, num_workers, stop=21)
+
+
+@pytest.mark.parametrize("stop", [19, 22])
+def test_resume_inside_a_walk_group_replays_the_grown_batches(tmp_path, stop):
+    # Groups of 4 batches: 13 batches per epoch are grown as 0-3, 4-7, 8-11, 12, so both stops
+    # (epoch 1, batches 6 and 9) fall inside a group whose rest was grown before the checkpoint.
+    _check_exact_resume(tmp_path, "batchsampler", 0, stop=stop, lockstep_batches=4)
+
+
+def _check_exact_resume(tmp_path, sampler_name, num_workers, *, stop, **overrides):
+    n, epochs = 200, 3
     embeddings = _embeddings(n)
     dataset = Indexed(n)
 
-    reference = _make(sampler_name)
+    reference = _make(sampler_name, **overrides)
     loader = StatefulDataLoader(dataset, batch_sampler=reference, num_workers=num_workers)
     expected, _, _ = _run(reference, loader, embeddings, epochs)
     assert reference.graph_version >= 3
 
-    first = _make(sampler_name)
+    first = _make(sampler_name, **overrides)
     loader = StatefulDataLoader(dataset, batch_sampler=first, num_workers=num_workers)
     head, step, stopped = _run(first, loader, embeddings, epochs, stop_at=stop)
     assert stopped
@@ -66,7 +78,7 @@ def test_stateful_dataloader_resumes_exactly_mid_epoch(tmp_path, num_workers, sa
     first.save(tmp_path / "sampler.npz")
     first.close()
 
-    resumed = _make(sampler_name)
+    resumed = _make(sampler_name, **overrides)
     resumed.load(tmp_path / "sampler.npz")
     loader = StatefulDataLoader(dataset, batch_sampler=resumed, num_workers=num_workers)
     loader.load_state_dict(loader_state)

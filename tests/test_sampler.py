@@ -81,6 +81,42 @@ def test_epoch_properties(config):
     assert list(again) == list(sampler)
 
 
+@pytest.mark.parametrize("lockstep_batches", [1, 5, 16])
+def test_lockstep_groups_partition_the_epoch_deterministically(lockstep_batches):
+    # 150 batches: up to 16 walkers at once, groups ending inside and at the end of the epoch.
+    n, b = 2990, 20
+    embeddings = np.random.default_rng(1).standard_normal((n, 8)).astype(np.float32)
+
+    def make():
+        return BatchSampler(n, b, k=10, m=60, seed=5, embeddings=embeddings, lockstep_batches=lockstep_batches)
+
+    sampler = make()
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 150
+    assert sorted(i for batch in batches for i in batch) == list(range(n))
+    assert all(len(batch) == b for batch in batches[:-1]) and len(batches[-1]) == 10
+    assert list(make()) == batches
+    if lockstep_batches > 1:
+        assert sampler.walk_stats.steps > 0  # the walk ran (no silent fall-back to uniform)
+        one_at_a_time = BatchSampler(n, b, k=10, m=60, seed=5, embeddings=embeddings, lockstep_batches=1)
+        assert batches != list(one_at_a_time)
+
+
+def test_lockstep_batches_are_as_local_as_one_walk_at_a_time():
+    # Walkers in lock-step (16 here: 150 batches) compete for instances; their batches must stay
+    # as pure as a single walker's. 6 separated clusters: uniform batches have a same-cluster
+    # pair share of about 1/6.
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(6), 400)
+    embeddings = (rng.standard_normal((6, 16))[labels] * 4 + rng.standard_normal((2400, 16))).astype(np.float32)
+    shares = {}
+    for lockstep in (1, 16):
+        sampler = BatchSampler(2400, 16, k=10, m=100, seed=0, embeddings=embeddings, lockstep_batches=lockstep)
+        shares[lockstep] = float(np.mean([np.mean(labels[batch][:, None] == labels[batch]) for batch in sampler]))
+    assert shares[16] > 0.5
+    assert abs(shares[16] - shares[1]) < 0.1
+
+
 def test_different_epochs_differ_and_set_epoch_selects_one():
     for sampler_class in ALL_SAMPLERS:
         embeddings = np.random.default_rng(0).standard_normal((200, 8))
@@ -186,6 +222,7 @@ BAD_ARGUMENTS = [
     (dict(restart_prob=-0.1), "restart_prob"),
     (dict(restart_prob=1.5), "restart_prob"),
     (dict(seed=-1), "seed"),
+    (dict(lockstep_batches=0), "lockstep_batches"),
     (dict(embeddings=np.ones((99, 3))), "embeddings"),
     (dict(embeddings=np.ones(100)), "embeddings"),
     (dict(embeddings=np.full((100, 3), np.nan)), "embeddings"),
@@ -243,3 +280,26 @@ def test_from_graph_walks_the_given_graph(clustered):
     assert list(loaded) == list(built)
     with pytest.raises(ValueError, match=r"^graph\b"):
         BatchSampler(10, 2, k=3, m=5).set_graph(built.graph)
+
+
+@pytest.mark.parametrize("sampler_class, backend", [(BatchSampler, "hnsw"), (BatchSampler, "exact"), (KNNBatchSampler, "ivf")])
+def test_backend_is_used_for_every_build(clustered, sampler_class, backend):
+    embeddings, labels = clustered
+    params = {"nlist": 6, "nprobe": 6} if backend == "ivf" else None
+    sampler = sampler_class(len(labels), 16, k=8, m=50, seed=0, backend=backend, index_params=params, embeddings=embeddings)
+    assert sampler.graph.build_params["backend"] == backend
+    sampler.update(np.arange(len(labels)), embeddings[::-1].copy())
+    sampler.refresh()
+    assert sampler.graph.build_params["backend"] == backend
+    # The rebuilt graph reflects the new embeddings: node i now sits in the cluster of N - 1 - i,
+    # and a (near-)exact graph on separated clusters links it inside that cluster.
+    moved = labels[::-1]
+    assert np.mean(moved[sampler.graph.neighbors] == moved[:, None]) > 0.95
+    assert sorted(i for batch in sampler for i in batch) == list(range(len(labels)))
+
+
+def test_unknown_backend_raises_before_any_work():
+    with pytest.raises(ValueError, match="^backend"):
+        BatchSampler(100, 10, k=5, m=20, backend="annoy", embeddings=np.full((100, 3), np.nan))
+    with pytest.raises(TypeError, match="^index_params"):
+        KNNBatchSampler(100, 10, k=5, index_params=[("nlist", 4)])
