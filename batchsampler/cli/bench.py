@@ -1,8 +1,8 @@
 """``batchsampler bench``: a quick speed check of graph building and epoch walks (a few seconds).
 
 On synthetic clustered embeddings (d = 128) it times, in this process, ``ProximityGraph.build``
-(K = 100, M = 1000) and one exactly-once epoch of ``random_walk_batches`` (B = 512,
-alpha = 0.2) at each size, next to the authors' approach (``benchmarks/naive.py``, available
+(K = 100, M = 1000) and one exactly-once epoch of a ``BatchSampler`` walking that graph
+(B = 512, alpha = 0.2, ``list(BatchSampler.from_graph(graph, 512))``) at each size, next to the authors' approach (``benchmarks/naive.py``, available
 in a source checkout): its graph build timed on a prefix of nodes and its Python walk on a
 prefix of batches, both extrapolated. The full benchmarks, with repeats in fresh processes and
 peak memory, are the ``benchmarks/bench_*.py`` scripts.
@@ -64,14 +64,14 @@ def measure(n: int, naive: ModuleType | None, num_threads: int | None) -> dict[s
 
     from .._threads import limit_threads
     from ..graph import ProximityGraph
-    from ..walk import random_walk_batches
+    from ..sampler import BatchSampler
 
     x = synthetic_embeddings(n)
     start = time.perf_counter()
     graph = ProximityGraph.build(x, 100, 1000, seed=0, num_threads=num_threads)
     row: dict[str, float] = {"build": time.perf_counter() - start}
     start = time.perf_counter()
-    batches = list(random_walk_batches(graph, 512, 0.2, np.random.default_rng(0)))
+    batches = list(BatchSampler.from_graph(graph, 512, restart_prob=0.2, seed=0))
     row["epoch"] = time.perf_counter() - start
     row["no_in_edge"] = float(np.mean(graph.in_degrees() == 0))
     if naive is not None:
@@ -90,12 +90,13 @@ def measure(n: int, naive: ModuleType | None, num_threads: int | None) -> dict[s
 
 def run(args: argparse.Namespace) -> int:
     from ..graph import ProximityGraph
-    from ..walk import random_walk_batches
+    from ..sampler import BatchSampler
 
     naive = None if args.no_naive else load_naive()
     start = time.perf_counter()  # load the compiled kernels once (numba cache)
     warm = ProximityGraph.build(synthetic_embeddings(2000, 8), 5, 50)
-    list(random_walk_batches(warm, 64, 0.2, np.random.default_rng(0)))
+    for lockstep in (1, 16):
+        list(BatchSampler.from_graph(warm, 64, lockstep_batches=lockstep))
     print(f"compiled kernels loaded in {time.perf_counter() - start:.2f} s (once per process)")
     header = f"{'N':>10}{'build s':>10}{'epoch s':>10}{'no in-edge':>12}"
     if naive is not None:
