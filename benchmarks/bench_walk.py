@@ -6,9 +6,7 @@ The graph (clustered data, d = 128, K = 100, M = 1000) is built in the worker, u
 timed part is ``list(random_walk_batches(graph, 512, 0.2, rng))``: the compiled epoch plus the
 conversion of every batch to a Python list, as a DataLoader consumes it. Variants: 16 walkers
 in lock-step (default), 1 walker, replacement mode, and the kNN sampler's breadth-first epoch
-(``neighborhood_batches``) on the same graph, and the sampler itself:
-``list(BatchSampler.from_graph(graph, 512))``, with its walk groups of 16 batches
-(``lockstep_batches=16``, the default) and batch by batch (``lockstep_batches=1``).
+(``neighborhood_batches``) on the same graph.
 
 The authors' walk (``benchmarks/naive.py``) rebuilds a set of used nodes for every batch, so an
 epoch costs ``O(N^2 / B)``; where a full epoch would exceed a few minutes, its first batches
@@ -50,13 +48,6 @@ def run_worker(case: dict) -> dict:
         return {"seconds": seconds, "batches": len(batches), "complete": limit is None or len(batches) < limit}
     if impl == "bfs":
         seconds, batches = _harness.timed(lambda: list(neighborhood_batches(graph, b, rng)))
-    elif impl == "sampler":
-        from batchsampler import BatchSampler
-
-        sampler = BatchSampler.from_graph(
-            graph, b, restart_prob=alpha, seed=case.get("seed", 0), lockstep_batches=case.get("lockstep", 16)
-        )
-        seconds, batches = _harness.timed(lambda: list(sampler))
     else:
         def walk():
             walkers, replacement = case.get("walkers", 16), impl == "replacement"
@@ -78,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     payload = {"machine": _harness.machine(), "cases": []}
     variants = [("ours, 16 walkers", {"impl": "rwr", "walkers": 16}), ("ours, 1 walker", {"impl": "rwr", "walkers": 1}),
-                ("ours, replacement", {"impl": "replacement"}), ("ours, kNN (BFS)", {"impl": "bfs"}),
-                ("BatchSampler epoch", {"impl": "sampler", "lockstep": 16}),
-                ("BatchSampler, batch by batch", {"impl": "sampler", "lockstep": 1})]
+                ("ours, replacement", {"impl": "replacement"}), ("ours, kNN (BFS)", {"impl": "bfs"})]
     rows = []
     batches_per_nominal = None
     for n in args.sizes:
