@@ -89,6 +89,10 @@ class BaseBatchSampler(Sampler[list[int]]):
             sizes that differ between ranks, or ``embeddings`` without ``N`` rows.
     """
 
+    lockstep_batches: int = 1
+    """Batches grown together (a walk group); the graph and the random stream of a walk change
+    only between groups. 1 for every sampler except :class:`~batchsampler.BatchSampler`."""
+
     def __init__(
         self,
         data: Any,
@@ -187,10 +191,6 @@ class BaseBatchSampler(Sampler[list[int]]):
                 self.sampler_seconds += time.perf_counter() - began
             self._position = index + 1
             yield self.dist.local_slice(batch)
-
-    lockstep_batches: int = 1
-    """Batches grown together (a walk group); the graph and the random stream of a walk change
-    only between groups. 1 for every sampler except :class:`~batchsampler.BatchSampler`."""
 
     def _batch_rng(self, epoch: int, index: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence([self.seed, EPOCH_STREAM, epoch, index]))
