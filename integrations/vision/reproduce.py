@@ -89,20 +89,32 @@ def _cell(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
 
 
 def markdown_table(runs: list[dict]) -> str:
-    """Mean ± std over seeds per loss and sampler: final kNN and linear-probe test accuracy (%),
-    same-label share of in-batch pairs after the warm-up (%), training seconds per run."""
+    """Mean ± std over seeds per loss and sampler: final kNN and linear-probe test accuracy (%);
+    after the warm-up epochs, the mean in-batch cosine similarity in the bank's projection space
+    (hardness) and the same-label share of in-batch pairs (%, a false-negative proxy); training
+    seconds per run."""
     rows = sorted({(r["config"]["loss"], r["config"]["sampler"]) for r in runs})
-    lines = ["| loss | sampler | seeds | kNN acc. (%) | linear probe (%) | same-label pairs (%) | train s / run |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [("| loss | sampler | seeds | kNN acc. (%) | linear probe (%) | hardness | same-label pairs (%) "
+             "| train s / run |"), "|---|---|---|---|---|---|---|---|"]
     for loss, sampler in rows:
         group = [r for r in runs if r["config"]["loss"] == loss and r["config"]["sampler"] == sampler]
         linear = [r["linear_accuracy"] for r in group if r["linear_accuracy"] is not None]
-        warmup = group[0]["config"]["warmup_epochs"]
-        same = [np.mean(later) for r in group
-                if (later := [e["same_label_share"] for e in r["epochs"][warmup:] if e["same_label_share"] is not None])]
+        hardness = _after_warmup(group, "mean_similarity")
+        same = _after_warmup(group, "same_label_share")
         lines.append(f"| {loss} | {sampler} | {len(group)} | {_cell([r['knn_accuracy'] for r in group])} | "
-                     f"{_cell(linear)} | {_cell(same, digits=1)} | {_cell([r['train_seconds'] for r in group], 1, 0)} |")
+                     f"{_cell(linear)} | {_cell(hardness, 1, 3)} | {_cell(same, digits=1)} | "
+                     f"{_cell([r['train_seconds'] for r in group], 1, 0)} |")
     return "\n".join(lines)
+
+
+def _after_warmup(group: list[dict], key: str) -> list[float]:
+    """Per run, the mean of epoch statistic ``key`` over the epochs after the uniform warm-up."""
+    means = []
+    for r in group:
+        values = [e[key] for e in r["epochs"][r["config"]["warmup_epochs"]:] if e[key] is not None]
+        if values:
+            means.append(float(np.mean(values)))
+    return means
 
 
 def learning_curves(runs: list[dict], path: Path) -> None:
@@ -151,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--samplers", nargs="+", default=["uniform", "knn", "batchsampler"])
     parser.add_argument("--losses", nargs="+", default=["ntxent"])
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. n-1 (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--width", type=int, default=8, help="channels of the first ResNet stage")
     parser.add_argument("--blocks", type=int, nargs="+", default=[1, 1, 1, 1], help="basic blocks per stage")
