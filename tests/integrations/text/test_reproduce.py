@@ -1,0 +1,21 @@
+import json
+
+from batchsampler.cli import main
+
+
+def test_quick_reproduction_writes_table_json_and_chart(tiny_data, encoder_available, tmp_path, capsys):
+    root, _ = tiny_data
+    out = tmp_path / "out"
+    argv = ["reproduce", "text", "--quick", "--corpus", str(root / "corpus.txt.xz"), "--sts-dirs", str(root),
+            "--output-dir", str(out)]
+    assert main(argv) == 0
+    record = json.loads((out / "simcse_runs.json").read_text())
+    assert sorted(r["config"]["sampler"] for r in record["runs"]) == ["batchsampler", "knn", "uniform"]
+    assert record["sts_pairs"]["STS-B test"] == 29 and "partial" not in record
+    assert {"STS-B test", "STS12", "SICK-R test", "dev"} <= set(record["reference"])
+    assert all(r["config"]["steps"] == 2 and len(r["losses"]) == 2 for r in record["runs"])
+    table = (out / "simcse_table.md").read_text()
+    assert table.count("| ntxent |") == 3 and "starting model (no training)" in table
+    assert "STS-B test" in table.splitlines()[0]
+    assert (out / "simcse_sts.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "3 runs in" in capsys.readouterr().out
