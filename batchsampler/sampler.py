@@ -59,8 +59,8 @@ class BatchSampler(GraphBatchSampler):
         max_fruitless_steps: steps without a new instance before the walk re-seeds (default 64).
         symmetrize: make the graph undirected before walking.
         lockstep_batches: batches walked together (default 16): one walker per batch, advanced
-            in lock-step, so that memory latency overlaps (about 10x faster at a million
-            instances). At most one walker per 8 batches of the epoch, so short epochs stay close
+            in lock-step, so that memory latency overlaps (about 5x faster at a million
+            instances, ``benchmarks/RESULTS.md``). At most one walker per 8 batches of the epoch, so short epochs stay close
             to one walk after another. A new graph (from a refresh) is walked from the next
             group on; 1 walks batch by batch. Part of the seeded result.
         refresh_every, warmup_epochs, background, swap_delay, num_threads: the refresh policy,
@@ -74,8 +74,8 @@ class BatchSampler(GraphBatchSampler):
     Raises:
         ValueError: ``batch_size`` outside ``[1, N]``, ``k < 1``, ``k >= N``, ``m < k``,
             ``restart_prob`` outside ``[0, 1]``, an unknown ``restart_prob_schedule``,
-            ``max_fruitless_steps < 1``, ``lockstep_batches < 1``, bad refresh settings, or bad ``embeddings``
-            (non-2-D, NaN/inf, row count other than ``N``).
+            ``max_fruitless_steps < 1``, ``lockstep_batches < 1``, bad refresh settings, or bad
+            ``embeddings`` (non-2-D, NaN/inf, row count other than ``N``).
         TypeError: non-integer sizes or non-bool flags.
     """
 
