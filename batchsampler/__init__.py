@@ -12,7 +12,7 @@ from .base import BaseBatchSampler
 from .graph_sampler import GraphBatchSampler, RefreshStats
 from .baselines import KNNBatchSampler, UniformBatchSampler
 from .graph import ProximityGraph
-from .sampler import BatchSampler
+from .sampler import BatchSampler, scaled_graph_size
 from .walk import WalkStats
 
 __version__ = "0.1.0"
@@ -35,5 +35,6 @@ __all__ = [
     "WalkStats",
     "RefreshStats",
     "SAMPLERS",
+    "scaled_graph_size",
     "__version__",
 ]

@@ -14,7 +14,23 @@ from .graph import ProximityGraph
 from .graph_sampler import GraphBatchSampler
 from .walk import _walkers, grow_batches
 
-__all__ = ["BatchSampler", "decayed_restart_prob"]
+__all__ = ["BatchSampler", "decayed_restart_prob", "scaled_graph_size"]
+
+
+def scaled_graph_size(num_instances: int, k: int | None = None, m: int | None = None) -> tuple[int, int]:
+    """``(k, m)`` for ``num_instances``: the paper's K = 100, M = 1000, scaled to small datasets.
+
+    ``k = min(100, N // 10)`` neighbours among ``m = min(1000, N // 2)`` candidates (at least 1
+    and ``k``), i.e. the paper's values from N = 2000 on and the same proportions below. A
+    ``k`` or ``m`` given is kept as is. The integrations use it for every dataset.
+
+    Raises:
+        ValueError: if ``num_instances < 2``.
+    """
+    num_instances = check_int("num_instances", num_instances, low=2)
+    k = k if k is not None else max(1, min(100, num_instances // 10))
+    m = m if m is not None else max(k, min(1000, num_instances // 2))
+    return k, m
 
 
 def decayed_restart_prob(restart_prob: float, epoch: int) -> float:

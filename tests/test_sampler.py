@@ -303,3 +303,16 @@ def test_unknown_backend_raises_before_any_work():
         BatchSampler(100, 10, k=5, m=20, backend="annoy", embeddings=np.full((100, 3), np.nan))
     with pytest.raises(TypeError, match="^index_params"):
         KNNBatchSampler(100, 10, k=5, index_params=[("nlist", 4)])
+
+
+def test_scaled_graph_size_is_the_papers_on_large_data_and_proportional_below():
+    from batchsampler import scaled_graph_size
+
+    assert scaled_graph_size(1_000_000) == (100, 1000)
+    assert scaled_graph_size(2000) == (100, 1000)
+    assert scaled_graph_size(188) == (18, 94)
+    assert scaled_graph_size(5) == (1, 2)
+    assert scaled_graph_size(188, k=50) == (50, 94) and scaled_graph_size(188, k=120) == (120, 120)
+    assert scaled_graph_size(188, m=30) == (18, 30)
+    with pytest.raises(ValueError, match="^num_instances"):
+        scaled_graph_size(1)

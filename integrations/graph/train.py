@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch_geometric.loader import DataLoader as GraphDataLoader
 from tqdm.auto import tqdm
 
-from batchsampler import SAMPLERS
+from batchsampler import SAMPLERS, scaled_graph_size
 from batchsampler.diagnostics import summarize_epoch
 from batchsampler.losses import get_loss
 
@@ -59,8 +59,7 @@ def sampler_options(config: GraphCLConfig, num_graphs: int) -> dict:
     Defaults: ``k = min(100, N // 10)`` neighbours among ``m = min(1000, N // 2)`` candidates,
     i.e. the paper's K = 100, M = 1000 on large datasets and the same proportions on small ones.
     """
-    k = config.k if config.k is not None else max(1, min(100, num_graphs // 10))
-    m = config.m if config.m is not None else max(k, min(1000, num_graphs // 2))
+    k, m = scaled_graph_size(num_graphs, config.k, config.m)
     batches_per_epoch = -(-num_graphs // config.batch_size)
     return dict(
         k=k, m=m, restart_prob=config.restart_prob, seed=config.seed,

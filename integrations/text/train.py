@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from batchsampler import SAMPLERS
+from batchsampler import SAMPLERS, scaled_graph_size
 from batchsampler.diagnostics import summarize_epoch
 from batchsampler.losses import get_loss
 
@@ -71,8 +71,7 @@ def sampler_options(config: SimCSEConfig, num_sentences: int) -> dict:
     ``k = min(100, N // 10)`` among ``m = min(1000, N // 2)`` candidates: the paper's K = 100,
     M = 1000 on large slices and the same proportions on small ones.
     """
-    k = config.k if config.k is not None else max(1, min(100, num_sentences // 10))
-    m = config.m if config.m is not None else max(k, min(1000, num_sentences // 2))
+    k, m = scaled_graph_size(num_sentences, config.k, config.m)
     return {
         "k": k, "m": m, "restart_prob": config.restart_prob, "seed": config.seed, "refresh_every": config.refresh_every,
         "warmup_epochs": 0, "background": False,

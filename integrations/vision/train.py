@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from batchsampler import SAMPLERS
+from batchsampler import SAMPLERS, scaled_graph_size
 from batchsampler.diagnostics import summarize_epoch
 from batchsampler.losses import get_loss
 
@@ -67,8 +67,7 @@ def sampler_options(config: SimCLRConfig, num_images: int) -> dict:
     (the paper's K = 100, M = 1000 on large datasets, the same proportions on small ones), as in
     the graph integration.
     """
-    k = config.k if config.k is not None else max(1, min(100, num_images // 10))
-    m = config.m if config.m is not None else max(k, min(1000, num_images // 2))
+    k, m = scaled_graph_size(num_images, config.k, config.m)
     batches_per_epoch = -(-num_images // config.batch_size)
     return {
         "k": k, "m": m, "restart_prob": config.restart_prob, "seed": config.seed,
