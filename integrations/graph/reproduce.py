@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -142,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkpoint=args.output_dir / "graphcl_runs.json",
     )
     wall = time.perf_counter() - start
-    (args.output_dir / "graphcl_runs.json").write_text(json.dumps({"argv": list(argv or []), "wall_seconds": wall, "runs": runs}, indent=1))
+    (args.output_dir / "graphcl_runs.json").write_text(json.dumps({"argv": list(sys.argv[1:] if argv is None else argv), "wall_seconds": wall, "runs": runs}, indent=1))
     table = markdown_table(runs)
     (args.output_dir / "graphcl_table.md").write_text(table + "\n")
     bar_chart(runs, args.output_dir / "graphcl_accuracy.png")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -171,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     wall = time.perf_counter() - start
     rows = summarize(runs)
-    document = {"argv": list(argv or []), "dataset": args.dataset, "wall_seconds": wall, "summary": rows, "runs": runs}
+    document = {"argv": list(sys.argv[1:] if argv is None else argv), "dataset": args.dataset, "wall_seconds": wall, "summary": rows, "runs": runs}
     (args.output_dir / "sweep_runs.json").write_text(json.dumps(document, indent=1))
     table = markdown_table(rows)
     (args.output_dir / "sweep_table.md").write_text(table + "\n")

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import platform
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -207,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "max_length": args.max_length, "lr": args.lr, "temperature": args.temperature, "k": args.k, "m": args.m,
                      "restart_prob": args.restart_prob, "refresh_every": args.refresh_every}
     header = {
-        "argv": list(argv) if argv is not None else None,
+        "argv": list(argv) if argv is not None else sys.argv[1:],
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
         "sts_pairs": {name: len(pairs) for name, pairs in sts_sets.items()},
         "num_sentences": len(sentences),
