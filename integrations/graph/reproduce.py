@@ -124,7 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=["MUTAG", "PROTEINS", "IMDB-BINARY"])
     parser.add_argument("--samplers", nargs="+", default=["uniform", "knn", "batchsampler"])
     parser.add_argument("--losses", nargs="+", default=["ntxent", "dcl", "hcl"])
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. n-1 (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, default=5, help="number of seeds (default: %(default)s)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds are first .. first + n - 1 (default: %(default)s), to extend a grid")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--k", type=int, default=None, help="graph out-degree (default: scaled to N)")
@@ -133,12 +135,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=Path("results/graphcl"))
     parser.add_argument("--quick", action="store_true", help="MUTAG, 2 epochs, 1 seed, NT-Xent: a smoke run")
     args = parser.parse_args(argv)
+    if args.seeds < 1 or args.first_seed < 0:
+        parser.error(f"--seeds must be >= 1 and --first-seed >= 0, got {args.seeds} and {args.first_seed}")
     if args.quick:
         args.datasets, args.losses, args.seeds, args.epochs = ["MUTAG"], ["ntxent"], 1, 2
     args.output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     runs = run_grid(
-        args.root, args.datasets, args.samplers, args.losses, range(args.seeds), epochs=args.epochs,
+        args.root, args.datasets, args.samplers, args.losses, range(args.first_seed, args.first_seed + args.seeds),
+        epochs=args.epochs,
         batch_size=args.batch_size, k=args.k, m=args.m, restart_prob=args.restart_prob,
         checkpoint=args.output_dir / "graphcl_runs.json",
     )

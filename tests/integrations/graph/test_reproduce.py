@@ -12,3 +12,11 @@ def test_quick_reproduction_writes_table_json_and_chart(tu_root, tmp_path, capsy
     assert table.count("| ntxent |") == 3 and "paper 87.78 ± 0.93" in table
     assert (out / "graphcl_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "3 runs in" in capsys.readouterr().out
+
+
+def test_first_seed_extends_a_grid(tu_root, tmp_path):
+    out = tmp_path / "out"
+    args = ["reproduce", "graph", "--quick", "--samplers", "uniform", "--first-seed", "3", "--seeds", "1"]
+    assert main([*args, "--root", str(tu_root), "--output-dir", str(out)]) == 0
+    runs = json.loads((out / "graphcl_runs.json").read_text())["runs"]
+    assert [r["config"]["seed"] for r in runs] == [3]
