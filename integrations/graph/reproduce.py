@@ -134,7 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--restart-prob", type=float, default=0.2)
     parser.add_argument("--output-dir", type=Path, default=Path("results/graphcl"))
     parser.add_argument("--quick", action="store_true", help="MUTAG, 2 epochs, 1 seed, NT-Xent: a smoke run")
+    parser.add_argument("--from-json", type=Path, nargs="+", default=None, metavar="RUNS_JSON",
+                        help="train nothing: tabulate and chart the runs of these graphcl_runs.json files together")
     args = parser.parse_args(argv)
+    if args.from_json:
+        return _tabulate(args.from_json, args.output_dir)
     if args.seeds < 1 or args.first_seed < 0:
         parser.error(f"--seeds must be >= 1 and --first-seed >= 0, got {args.seeds} and {args.first_seed}")
     if args.quick:
@@ -148,10 +152,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkpoint=args.output_dir / "graphcl_runs.json",
     )
     wall = time.perf_counter() - start
-    (args.output_dir / "graphcl_runs.json").write_text(json.dumps({"argv": list(sys.argv[1:] if argv is None else argv), "wall_seconds": wall, "runs": runs}, indent=1))
-    table = markdown_table(runs)
-    (args.output_dir / "graphcl_table.md").write_text(table + "\n")
-    bar_chart(runs, args.output_dir / "graphcl_accuracy.png")
-    print(table)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    (args.output_dir / "graphcl_runs.json").write_text(json.dumps({"argv": argv, "wall_seconds": wall, "runs": runs}, indent=1))
+    _write_report(runs, args.output_dir)
     print(f"\n{len(runs)} runs in {wall:.0f} s; results in {args.output_dir}")
+    return 0
+
+
+def _write_report(runs: list[dict], output_dir: Path) -> None:
+    table = markdown_table(runs)
+    (output_dir / "graphcl_table.md").write_text(table + "\n")
+    bar_chart(runs, output_dir / "graphcl_accuracy.png")
+    print(table)
+
+
+def _tabulate(paths: Sequence[Path], output_dir: Path) -> int:
+    """Table and chart of the runs of several JSON files (e.g. a grid extended with ``--first-seed``).
+
+    Raises:
+        ValueError: if a file has no runs, or two files hold the same (dataset, sampler, loss, seed).
+    """
+    runs, seen = [], {}
+    for path in paths:
+        found = json.loads(Path(path).read_text()).get("runs") or []
+        if not found:
+            raise ValueError(f"--from-json: {path} holds no runs")
+        for run in found:
+            key = (run["dataset"], run["config"]["sampler"], run["config"]["loss"], run["config"]["seed"])
+            if key in seen:
+                raise ValueError(f"--from-json: run {key} is in both {seen[key]} and {path}")
+            seen[key] = path
+            runs.append(run)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _write_report(runs, output_dir)
+    print(f"\n{len(runs)} runs from {len(paths)} files; results in {output_dir}")
     return 0

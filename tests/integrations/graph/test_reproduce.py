@@ -20,3 +20,18 @@ def test_first_seed_extends_a_grid(tu_root, tmp_path):
     assert main([*args, "--root", str(tu_root), "--output-dir", str(out)]) == 0
     runs = json.loads((out / "graphcl_runs.json").read_text())["runs"]
     assert [r["config"]["seed"] for r in runs] == [3]
+
+
+def test_from_json_tabulates_runs_of_several_files_and_rejects_duplicates(tmp_path, capsys):
+    def run(seed, accuracy):
+        return {"dataset": "MUTAG", "accuracy": accuracy, "config": {"sampler": "uniform", "loss": "ntxent", "seed": seed}}
+
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps({"runs": [run(0, 0.80), run(1, 0.90)]}))
+    second.write_text(json.dumps({"runs": [run(2, 0.85)]}))
+    out = tmp_path / "out"
+    assert main(["reproduce", "graph", "--from-json", str(first), str(second), "--output-dir", str(out)]) == 0
+    assert "| ntxent | uniform | 85.00 ± 4.08 (n=3)" in (out / "graphcl_table.md").read_text()
+    assert (out / "graphcl_accuracy.png").is_file()
+    assert main(["reproduce", "graph", "--from-json", str(first), str(first), "--output-dir", str(out)]) != 0
+    assert "is in both" in capsys.readouterr().err
