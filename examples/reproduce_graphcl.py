@@ -4,7 +4,7 @@
     python examples/reproduce_graphcl.py --quick
 """
 
-from integrations.graph.reproduce import main
+from batchsampler.integrations.graph.reproduce import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

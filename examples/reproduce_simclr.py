@@ -4,7 +4,7 @@
     python examples/reproduce_simclr.py --quick
 """
 
-from integrations.vision.reproduce import main
+from batchsampler.integrations.vision.reproduce import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

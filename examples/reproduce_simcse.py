@@ -4,7 +4,7 @@
     python examples/reproduce_simcse.py --quick
 """
 
-from integrations.text.reproduce import main
+from batchsampler.integrations.text.reproduce import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -4,7 +4,7 @@
     python examples/sweep_graphcl.py --quick
 """
 
-from integrations.graph.sweep import main
+from batchsampler.integrations.graph.sweep import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,5 +1,7 @@
 """Training pipelines that use the samplers: vision (SimCLR), text (SimCSE), graph (GraphCL).
 
-Each modality lives in its own subpackage (``integrations.vision``, ``integrations.text``,
-``integrations.graph``) with its optional dependencies.
+Installed as ``batchsampler.integrations`` (the repository keeps the sources in its top-level
+``integrations/`` folder; ``pyproject.toml`` maps it). Each modality lives in its own
+subpackage (``batchsampler.integrations.vision``, ``.text``, ``.graph``) with its optional
+dependencies: ``pip install "batchsampler[graph]"``, ``"batchsampler[text]"``, ``"batchsampler[vision]"``.
 """

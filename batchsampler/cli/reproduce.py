@@ -1,7 +1,7 @@
 """``batchsampler reproduce {graph,text,vision}``: the paper's comparisons at CPU scale.
 
-Each modality's script lives in its integration package (``integrations.graph.reproduce``, ``integrations.text.reproduce``,
-``integrations.vision.reproduce``);
+Each modality's script lives in its integration package (``batchsampler.integrations.graph.reproduce``,
+``batchsampler.integrations.text.reproduce``, ``batchsampler.integrations.vision.reproduce``);
 this command forwards the remaining arguments to it, so ``batchsampler reproduce graph --help``
 lists them.
 """
@@ -13,9 +13,9 @@ import importlib
 from typing import Any
 
 MODALITIES = {
-    "graph": "integrations.graph.reproduce",
-    "text": "integrations.text.reproduce",
-    "vision": "integrations.vision.reproduce",
+    "graph": "batchsampler.integrations.graph.reproduce",
+    "text": "batchsampler.integrations.text.reproduce",
+    "vision": "batchsampler.integrations.vision.reproduce",
 }
 """Modality name -> module with a ``main(argv)``."""
 

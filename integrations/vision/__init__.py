@@ -2,17 +2,17 @@
 
 Pieces, one per module:
 
-* :mod:`~integrations.vision.data`: Fashion-MNIST / MNIST idx files, ``root/split/CLASS/*.png``
+* :mod:`~batchsampler.integrations.vision.data`: Fashion-MNIST / MNIST idx files, ``root/split/CLASS/*.png``
   image folders and NumPy arrays, all as in-memory float images ``[N, C, H, W]`` with labels
   kept for evaluation only.
-* :mod:`~integrations.vision.augment`: SimCLR views (random resized crop, flip, colour jitter,
+* :mod:`~batchsampler.integrations.vision.augment`: SimCLR views (random resized crop, flip, colour jitter,
   grayscale) as batched tensor operations with an explicit generator, run on the training device.
-* :mod:`~integrations.vision.model`: a small ResNet for 28-32 px images (3x3 stem, no
+* :mod:`~batchsampler.integrations.vision.model`: a small ResNet for 28-32 px images (3x3 stem, no
   max-pool, configurable width and depth) and the projection head.
-* :mod:`~integrations.vision.evaluate`: weighted kNN monitor (k = 200, temperature 0.1) and a
+* :mod:`~batchsampler.integrations.vision.evaluate`: weighted kNN monitor (k = 200, temperature 0.1) and a
   logistic-regression linear probe on frozen features.
-* :mod:`~integrations.vision.train`: the training loop, with any sampler and loss of the package.
-* :mod:`~integrations.vision.reproduce`: the comparison grid behind ``batchsampler reproduce vision``.
+* :mod:`~batchsampler.integrations.vision.train`: the training loop, with any sampler and loss of the package.
+* :mod:`~batchsampler.integrations.vision.reproduce`: the comparison grid behind ``batchsampler reproduce vision``.
 
 Requires only torch, scikit-learn and Pillow (``pip install batchsampler[vision]``).
 """

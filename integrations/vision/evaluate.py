@@ -16,7 +16,7 @@ def embed_images(model: torch.nn.Module, images: torch.Tensor, *, batch_size: in
                  device: torch.device | str = "cpu") -> torch.Tensor:
     """Encoder features of un-augmented ``[N, C, H, W]`` images, in eval mode, on the CPU.
 
-    ``model`` must have an ``embed`` method (:class:`~integrations.vision.model.SimCLRModel`).
+    ``model`` must have an ``embed`` method (:class:`~batchsampler.integrations.vision.model.SimCLRModel`).
     The model's train/eval mode is restored afterwards.
 
     Returns:
@@ -104,7 +104,7 @@ def linear_probe(
     One fixed ``C`` (no search), because the probe ranks samplers trained on the same data and
     features, and a cross-validated search would cost more than training on a CPU. On 5 000 x 64
     features L-BFGS takes about half a second on one core (but a minute when BLAS threads fight
-    over busy cores: :func:`~integrations.vision.reproduce.main` caps them with ``--threads``).
+    over busy cores: :func:`~batchsampler.integrations.vision.reproduce.main` caps them with ``--threads``).
 
     Args:
         train_features: ``[N, d]``; train_labels: ``[N]``.

@@ -14,6 +14,6 @@ def tu_root():
 
 @pytest.fixture(scope="session")
 def mutag(tu_root, tmp_path_factory):
-    from integrations.graph import load_tu_dataset
+    from batchsampler.integrations.graph import load_tu_dataset
 
     return load_tu_dataset("MUTAG", tu_root, cache_dir=tmp_path_factory.mktemp("tu-cache"))

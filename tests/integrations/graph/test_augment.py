@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
-from integrations.graph import AUGMENTATIONS, augment_graph
+from batchsampler.integrations.graph import AUGMENTATIONS, augment_graph
 
 
 def _cycle(n=10, features=3):

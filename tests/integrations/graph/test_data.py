@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from integrations.graph import GraphCLDataset, load_tu_dataset
-from integrations.graph.data import MAX_DEGREE_FEATURE
+from batchsampler.integrations.graph import GraphCLDataset, load_tu_dataset
+from batchsampler.integrations.graph.data import MAX_DEGREE_FEATURE
 
 
 def test_mutag_loads_from_a_read_only_layout(mutag, tu_root):

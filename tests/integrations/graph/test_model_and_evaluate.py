@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
-from integrations.graph import GraphCLModel, svm_accuracy
+from batchsampler.integrations.graph import GraphCLModel, svm_accuracy
 
 
 def test_model_shapes(mutag):

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from integrations.graph.sweep import main, summarize, variants
+from batchsampler.integrations.graph.sweep import main, summarize, variants
 
 
 def test_variants_move_one_setting_within_the_dataset():

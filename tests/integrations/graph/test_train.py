@@ -1,7 +1,7 @@
 import pytest
 
-from integrations.graph import GraphCLConfig, train_graphcl
-from integrations.graph.train import sampler_options
+from batchsampler.integrations.graph import GraphCLConfig, train_graphcl
+from batchsampler.integrations.graph.train import sampler_options
 
 
 @pytest.mark.parametrize("sampler", ["uniform", "knn", "batchsampler"])

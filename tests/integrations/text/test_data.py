@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from integrations.text.data import (
+from batchsampler.integrations.text.data import (
     IndexedSentences,
     STSPairs,
     load_senteval_sts,

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from integrations.text.data import STSPairs
-from integrations.text.evaluate import cosine_scores, evaluate_sts, spearman_x100
+from batchsampler.integrations.text.data import STSPairs
+from batchsampler.integrations.text.evaluate import cosine_scores, evaluate_sts, spearman_x100
 
 
 def test_spearman_identities():

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from integrations.text.data import load_sts_sets, read_sentences
+from batchsampler.integrations.text.data import load_sts_sets, read_sentences
 
 
 @pytest.fixture(scope="module")
 def encoder(encoder_available):
-    from integrations.text.model import SentenceEncoder
+    from batchsampler.integrations.text.model import SentenceEncoder
 
     return SentenceEncoder(max_length=16)
 
@@ -36,14 +36,14 @@ def test_encoder_pools_like_the_model_and_dropout_makes_two_views(encoder):
 
 
 def test_encoder_rejects_tiny_max_length(encoder_available):
-    from integrations.text.model import SentenceEncoder
+    from batchsampler.integrations.text.model import SentenceEncoder
 
     with pytest.raises(ValueError, match="max_length"):
         SentenceEncoder(max_length=1)
 
 
 def test_train_smoke_updates_bank_graph_and_selects_on_dev(tiny, encoder_available):
-    from integrations.text.train import SimCSEConfig, train_simcse
+    from batchsampler.integrations.text.train import SimCSEConfig, train_simcse
 
     sentences, sets = tiny
     config = SimCSEConfig(sampler="batchsampler", steps=3, eval_every=2, batch_size=8, max_length=12,
@@ -58,8 +58,8 @@ def test_train_smoke_updates_bank_graph_and_selects_on_dev(tiny, encoder_availab
 
 
 def test_zero_learning_rate_reproduces_the_starting_model(tiny, encoder):
-    from integrations.text.evaluate import evaluate_sts
-    from integrations.text.train import SimCSEConfig, default_eval_names, train_simcse
+    from batchsampler.integrations.text.evaluate import evaluate_sts
+    from batchsampler.integrations.text.train import SimCSEConfig, default_eval_names, train_simcse
 
     sentences, sets = tiny
     encoder.eval()
@@ -79,7 +79,7 @@ def test_zero_learning_rate_reproduces_the_starting_model(tiny, encoder):
     ({"loss": "hscl"}, "needs labels"),
 ])
 def test_bad_configuration_fails_before_any_work(tiny, bad, match, monkeypatch):
-    from integrations.text import train
+    from batchsampler.integrations.text import train
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model must not be loaded for a bad configuration")

@@ -38,7 +38,7 @@ def pattern_images(per_class: int, size: int = 16, seed: int = 0) -> tuple[np.nd
 @pytest.fixture(scope="session")
 def patterns():
     """Train (96 images) and test (48 images) :class:`ImageData` of :func:`pattern_images`."""
-    from integrations.vision import from_arrays
+    from batchsampler.integrations.vision import from_arrays
 
     train = from_arrays(*pattern_images(32, seed=0), classes=("rows", "columns", "square"))
     test = from_arrays(*pattern_images(16, seed=1), classes=("rows", "columns", "square"))

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from integrations.vision import AugmentConfig, simclr_view
-from integrations.vision.augment import (
+from batchsampler.integrations.vision import AugmentConfig, simclr_view
+from batchsampler.integrations.vision.augment import (
     color_jitter,
     random_grayscale,
     random_resized_crop,

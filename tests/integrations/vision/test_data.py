@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from integrations.vision import (
+from batchsampler.integrations.vision import (
     from_arrays,
     load_fashion_mnist,
     load_image_folder,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from integrations.vision import (
+from batchsampler.integrations.vision import (
     SimCLRModel,
     SmallResNet,
     embed_images,

@@ -1,7 +1,7 @@
 import pytest
 
-from integrations.vision import SimCLRConfig, train_simclr
-from integrations.vision.train import sampler_options
+from batchsampler.integrations.vision import SimCLRConfig, train_simclr
+from batchsampler.integrations.vision.train import sampler_options
 
 TINY = {"epochs": 2, "width": 4, "blocks": (1, 1), "batch_size": 32, "projection_dim": 16, "device": "cpu"}
 
