@@ -193,6 +193,9 @@ def _add_masked_rows(rows, neighbors, scores, valid_rows, num_nodes, rng, rank, 
     return rows, neighbors, scores
 
 
+_DISTINCT_CHUNK = 8192  # rows drawn per round by random_distinct_neighbors (fixed: part of the result)
+
+
 def random_distinct_neighbors(
     rng: np.random.Generator, rows: np.ndarray, k: int, num_nodes: int
 ) -> np.ndarray:
@@ -207,21 +210,31 @@ def random_distinct_neighbors(
     Returns:
         int64 ``[R, k]``.
     """
-    rows = np.asarray(rows, dtype=np.int64)
-    if 4 * k > num_nodes:  # dense draws: per row, without replacement
-        out = np.empty((rows.size, k), dtype=np.int64)
-        for i, row in enumerate(rows.tolist()):
-            draw = rng.choice(num_nodes - 1, size=k, replace=False)
-            out[i] = draw + (draw >= row)  # shift past the row itself
+    from ._select import partial_shuffle_rows
+
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    k = check_int("k", k, low=0)
+    num_nodes = check_int("num_nodes", num_nodes, low=1)
+    if k >= num_nodes:
+        raise ValueError(f"k must be < num_nodes ({num_nodes}), got k={k}")
+    out = np.empty((rows.size, k), dtype=np.int64)
+    if rows.size == 0 or k == 0:
         return out
-    # Sparse draws: with replacement, then redraw the (few) rows that hold a duplicate.
-    out = rng.integers(num_nodes - 1, size=(rows.size, k))
-    redo = np.arange(rows.size)
-    while redo.size:
-        ordered = np.sort(out[redo], axis=1)
-        redo = redo[(ordered[:, 1:] == ordered[:, :-1]).any(axis=1)]
-        out[redo] = rng.integers(num_nodes - 1, size=(redo.size, k))
-    return out + (out >= rows[:, None])
+    # Each row: the first k entries of a uniformly random permutation of range(N - 1) (a
+    # partial Fisher-Yates shuffle over a virtual permutation, exactly k swaps: O(k) per row
+    # whatever N is, no retries), shifted past the row itself. Exactly uniform over ordered
+    # k-subsets. The draws come in fixed chunks of rows, so memory stays O(chunk * k) and the
+    # result is a function of the generator state alone.
+    population = num_nodes - 1
+    draws = np.empty((k, min(rows.size, _DISTINCT_CHUNK)), dtype=np.int64)
+    for start in range(0, rows.size, _DISTINCT_CHUNK):
+        stop = min(rows.size, start + _DISTINCT_CHUNK)
+        chunk = draws if stop - start == draws.shape[1] else np.empty((k, stop - start), dtype=np.int64)
+        for i in range(k):  # swap partner of position i: uniform in [i, N - 1)
+            chunk[i] = rng.integers(i, population, size=stop - start)
+        if not partial_shuffle_rows(chunk, population, rows[start:stop], out[start:stop]):
+            raise RuntimeError("random_distinct_neighbors: hash table overflow (a bug)")
+    return out
 
 
 def _normalize_rows(x: np.ndarray) -> np.ndarray:
