@@ -68,17 +68,70 @@ class EmbeddingBank:
             raise ValueError(
                 f"embeddings must have one row per index: got {values.shape[0]} rows for {rows.size} indices"
             )
-        if self.embeddings is None:
-            self.embeddings = np.zeros((self.num_instances, values.shape[1]), dtype=self.dtype)
-        elif values.shape[1] != self.embeddings.shape[1]:
+        if self.embeddings is not None and values.shape[1] != self.embeddings.shape[1]:
             raise ValueError(
                 f"embeddings must have dimension {self.embeddings.shape[1]} like earlier updates, "
                 f"got {values.shape[1]}"
             )
+        values = self._cast("embeddings", values)
+        if self.embeddings is None:
+            self.embeddings = np.zeros((self.num_instances, values.shape[1]), dtype=self.dtype)
         self.embeddings[rows] = values
         self.seen[rows] = True
         self.last_update[rows] = self.updates
         self.updates += 1
+
+    def _cast(self, name: str, values: np.ndarray) -> np.ndarray:
+        """``values`` in the bank's dtype, checked finite *after* the cast (float16 overflows
+        above 65504, float32 above about 3.4e38)."""
+        cast = values.astype(self.dtype, copy=False)
+        if not (np.isfinite(cast.min()) and np.isfinite(cast.max())):
+            limit = float(np.finfo(self.dtype).max)
+            raise ValueError(
+                f"{name} holds values outside the range of the bank's dtype {self.dtype} (|x| <= {limit:.6g}): "
+                f"largest |value| {float(np.abs(values).max()):.6g}. Scale the embeddings (cosine similarity "
+                "ignores scale) or use a wider bank_dtype"
+            )
+        return cast
+
+    def check_restore(
+        self, embeddings: Any, seen: Any, last_update: Any, updates: Any, where: str
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, int]:
+        """Check a saved bank (from a checkpoint) against this one; applies nothing.
+
+        Returns:
+            What :meth:`restore` takes.
+
+        Raises:
+            ValueError: naming ``where`` and the part that is wrong.
+        """
+        n = self.num_instances
+        seen = np.asarray(seen) if seen is not None else None
+        last_update = np.asarray(last_update) if last_update is not None else None
+        if seen is None or seen.dtype != np.bool_ or seen.shape != (n,):
+            raise ValueError(f"{where}: the bank's seen flags must be a bool array of shape ({n},) (checkpoint for another N?)")
+        if last_update is None or not np.issubdtype(last_update.dtype, np.integer) or last_update.shape != (n,):
+            raise ValueError(f"{where}: the bank's update clock must be an integer array of shape ({n},)")
+        if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
+            raise ValueError(f"{where}: the bank's update count must be an integer >= 0, got {updates!r}")
+        if last_update.min() < -1 or last_update.max() > updates - 1:
+            raise ValueError(f"{where}: the bank's update clock is inconsistent with its {updates} updates")
+        if ((last_update >= 0) != seen).any():
+            raise ValueError(f"{where}: the bank's seen flags and update clock disagree")
+        if embeddings is not None:
+            embeddings = np.asarray(embeddings)
+            if embeddings.ndim != 2 or embeddings.shape[0] != n or embeddings.shape[1] < 1:
+                raise ValueError(f"{where}: the bank's embeddings must have shape ({n}, d), got {embeddings.shape}")
+            if not np.issubdtype(embeddings.dtype, np.floating):
+                raise ValueError(f"{where}: the bank's embeddings must be floats, got {embeddings.dtype}")
+            embeddings = self._cast(f"{where}: the bank's embeddings", embeddings)
+        elif seen.any():
+            raise ValueError(f"{where}: rows are flagged seen but the bank has no embeddings")
+        return embeddings, seen.copy(), last_update.astype(np.int64), updates
+
+    def restore(self, checked: tuple[np.ndarray | None, np.ndarray, np.ndarray, int]) -> None:
+        """Replace the bank's contents with what :meth:`check_restore` returned."""
+        self.embeddings, self.seen, self.last_update, self.updates = checked
 
     def staleness(self) -> np.ndarray:
         """int64 ``[N]``: updates since each row was last written (``-1`` for rows never seen)."""

@@ -16,8 +16,8 @@ group in progress.
 
 from __future__ import annotations
 
-import json
 import logging
+import numbers
 import os
 import time
 from abc import abstractmethod
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Sampler
 
+from ._checkpoint import CHECKPOINT_VERSION, meta_int, pack_batches, read_checkpoint, unpack_batches, write_checkpoint
 from ._validation import check_int, num_instances_of, to_numpy_2d
 from .bank import EmbeddingBank
 from .collect import uniform_batch
@@ -40,9 +41,6 @@ logger = logging.getLogger(__name__)
 # Independent random streams derived from the user's seed: SeedSequence([seed, stream, ...]).
 EPOCH_STREAM = 0
 GRAPH_STREAM = 1
-
-_CHECKPOINT_VERSION = 1
-
 
 class EpochForwarder:
     """The ``.sampler`` child of a batch sampler: forwards ``set_epoch`` to its owner.
@@ -105,6 +103,16 @@ class BaseBatchSampler(Sampler[list[int]]):
         distributed: bool | None = None,
         bank_dtype: Any = np.float32,
     ) -> None:
+        if isinstance(data, Sampler):
+            # PyTorch Lightning (use_distributed_sampler=True, its default) re-instantiates custom
+            # batch samplers as cls(DistributedSampler(...), batch_size=..., drop_last=...): the
+            # copy would see N / world_size instances and silently drop the rest of the data.
+            raise ValueError(
+                f"data is a {type(data).__name__} (a torch Sampler), expected a dataset or the number of "
+                f"instances. PyTorch Lightning does this when it re-instantiates a custom batch sampler "
+                f"under DDP: pass Trainer(use_distributed_sampler=False); {type(self).__name__} shards "
+                "itself over torch.distributed."
+            )
         self.num_instances = num_instances_of("data", data)
         self.batch_size = check_int("batch_size", batch_size, low=1)
         self.replacement = check_bool("replacement", replacement)
@@ -116,15 +124,16 @@ class BaseBatchSampler(Sampler[list[int]]):
                 f"batch_size must be <= the number of instances ({self.num_instances}) divided by the "
                 f"world size ({self.dist.world_size}), got {self.batch_size}"
             )
-        self.dist.check_identical(seed=self.seed, num_instances=self.num_instances, batch_size=self.batch_size)
         self.bank = EmbeddingBank(self.num_instances, dtype=bank_dtype)
         self.walk_stats = WalkStats()
         self.sampler_seconds = 0.0  # time spent producing batches (walks, refresh waits), all epochs
         self.sampler = EpochForwarder(self)
-        self._epoch = 0  # epoch of the next iteration
-        self._resume_position = 0  # batch the next iteration starts at (after load_state_dict)
-        self._current_epoch: int | None = None  # epoch of the iteration in progress
-        self._position = 0  # batches yielded in the current epoch
+        self._next_epoch = 0  # epoch of the next iteration, unless one was selected
+        # (epoch, batch) the next iteration starts at, from set_epoch or load_state_dict.
+        self._resume: tuple[int, int] | None = None
+        self._iteration = 0  # iterations started; an iterator checks it to detect a newer one
+        self._current_epoch: int | None = None  # epoch of the latest iteration started
+        self._position = 0  # batches that iteration has yielded
         self._history: list[list[int]] = []  # global batches produced in the current epoch
         # From load(): (epoch, batches produced, batches grown ahead by index).
         self._restored_history: tuple[int, list[list[int]], dict[int, list[int]]] | None = None
@@ -132,8 +141,23 @@ class BaseBatchSampler(Sampler[list[int]]):
         self._grown: dict[int, list[int]] = {}
         self._initial_embeddings = embeddings
 
-    def _load_initial_embeddings(self) -> None:
-        """Fill the bank from the constructor's ``embeddings`` and refresh (subclasses call this last)."""
+    def _rank_invariants(self) -> dict[str, Any]:
+        """Every setting that must be identical on all ranks (they compute the same batches)."""
+        return {
+            "class": type(self).__name__,
+            "seed": self.seed,
+            "num_instances": self.num_instances,
+            "batch_size": self.batch_size,
+            "replacement": self.replacement,
+            "drop_last": self.drop_last,
+            "bank_dtype": self.bank.dtype.name,
+            "embeddings": self._initial_embeddings is not None,
+        }
+
+    def _finish_init(self) -> None:
+        """Check the settings across ranks, then fill the bank from the constructor's
+        ``embeddings`` and refresh. Subclass constructors call this last."""
+        self.dist.check_identical(**self._rank_invariants())
         embeddings, self._initial_embeddings = self._initial_embeddings, None
         if embeddings is None:
             return
@@ -155,23 +179,41 @@ class BaseBatchSampler(Sampler[list[int]]):
 
     @property
     def epoch(self) -> int:
-        """The epoch the next ``iter(sampler)`` will produce."""
-        return self._epoch
+        """The epoch the next ``iter(sampler)`` will produce (once its first batch is taken)."""
+        return self._resume[0] if self._resume is not None else self._next_epoch
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch of the next iteration (``DistributedSampler`` convention)."""
-        self._epoch = check_int("epoch", epoch, low=0)
-        self._resume_position = 0
+        """Select the epoch of the next iteration (``DistributedSampler`` convention).
+
+        A position restored by :meth:`load_state_dict` for this same epoch is kept, so that a
+        framework calling ``set_epoch(e)`` just before resuming epoch ``e`` does not restart it.
+
+        Raises:
+            TypeError, ValueError: if ``epoch`` is not an integer ``>= 0``.
+        """
+        epoch = check_int("epoch", epoch, low=0)
+        if self._resume is None or self._resume[0] != epoch:
+            self._resume = (epoch, 0)
 
     def __len__(self) -> int:
         return num_batches(self.num_instances, self.global_batch_size, self.drop_last)
 
     def __iter__(self) -> Iterator[list[int]]:
-        epoch, start = self._epoch, self._resume_position
-        self._epoch, self._resume_position = epoch + 1, 0
-        return self._iterate(epoch, start)
+        """One epoch of batches.
 
-    def _iterate(self, epoch: int, start: int) -> Iterator[list[int]]:
+        The epoch is claimed when the first batch is requested, not by ``iter()`` itself:
+        torch's multi-process DataLoader calls ``iter(batch_sampler)`` twice per epoch and
+        drops the first iterator unused, so an iterator that never yields consumes nothing.
+        Starting a new iteration ends the previous one: the older iterator raises
+        ``RuntimeError`` if it is advanced again.
+        """
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[list[int]]:
+        epoch, start = self._resume if self._resume is not None else (self._next_epoch, 0)
+        self._resume, self._next_epoch = None, epoch + 1
+        self._iteration += 1
+        iteration = self._iteration
         total = len(self)
         self._current_epoch, self._position = epoch, start
         self.walk_stats = WalkStats()
@@ -191,6 +233,11 @@ class BaseBatchSampler(Sampler[list[int]]):
                 self.sampler_seconds += time.perf_counter() - began
             self._position = index + 1
             yield self.dist.local_slice(batch)
+            if self._iteration != iteration:
+                raise RuntimeError(
+                    f"this iterator of {type(self).__name__} (epoch {epoch}) was superseded: a newer "
+                    "iter(sampler) started another epoch. A batch sampler serves one iteration at a time."
+                )
 
     def _batch_rng(self, epoch: int, index: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence([self.seed, EPOCH_STREAM, epoch, index]))
@@ -284,9 +331,11 @@ class BaseBatchSampler(Sampler[list[int]]):
                 detached and copied to the CPU bank.
 
         Raises:
-            ValueError: on indices outside ``[0, N)``, mismatched row count, non-finite values.
+            ValueError: on indices outside ``[0, N)``, mismatched row count, non-finite values
+                (after the cast to ``bank_dtype``: float16 overflows above 65504); in
+                distributed mode, when the ranks' ``update`` calls are out of step.
         """
-        indices, embeddings = self.dist.gather_update(indices, embeddings)
+        indices, embeddings = self.dist.gather_update(indices, embeddings, call_index=self.bank.updates)
         self.bank.update(indices, embeddings)
 
     def refresh(self, *, blocking: bool | None = None) -> Any:
@@ -348,11 +397,18 @@ class BaseBatchSampler(Sampler[list[int]]):
         """O(1) position of the sampler: epoch, batches yielded, seed and configuration.
 
         Works with torchdata's ``StatefulDataLoader``, which calls it after every dispatched
-        batch. The graph and the bank are not part of it: persist them with :meth:`save`.
+        batch. The position is that of the latest iteration, its end included: a state taken
+        after the last batch of epoch ``e`` resumes with an empty iteration (the rest of
+        epoch ``e``), then epoch ``e + 1``, as torch's own samplers do under
+        ``StatefulDataLoader``. After :meth:`set_epoch` it is the start of the selected epoch.
+        The graph and the bank are not part of it: persist them with :meth:`save`.
         """
-        epoch, position = self._epoch, self._resume_position
-        if self._current_epoch is not None and self._position < len(self) and self._epoch == self._current_epoch + 1:
+        if self._resume is not None:
+            epoch, position = self._resume
+        elif self._current_epoch is not None:
             epoch, position = self._current_epoch, self._position
+        else:
+            epoch, position = self._next_epoch, 0
         return {
             "epoch": epoch,
             "position": position,
@@ -365,46 +421,84 @@ class BaseBatchSampler(Sampler[list[int]]):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from :meth:`state_dict`: the next iteration continues that epoch at that batch.
 
+        Every field is checked before any is applied; a rejected state leaves the sampler as
+        it was.
+
         Raises:
-            ValueError: if the state belongs to a sampler with another seed, size or batch size.
+            TypeError: if ``state`` is not a dict.
+            ValueError: on a missing field, a field of the wrong type or range, or a state of a
+                sampler with another seed, size or batch size.
         """
+        checked = self._check_state(state, "state")
+        self._apply_state(checked, trusted=False)
+
+    def _check_state(self, state: Any, where: str) -> dict[str, Any]:
+        if not isinstance(state, dict):
+            raise TypeError(f"{where} must be a dict from state_dict(), got {type(state).__name__}")
+        for key in ("seed", "num_instances", "global_batch_size", "epoch", "position"):
+            if key not in state:
+                raise ValueError(f"{where} has no {key!r} field (not a state_dict() of {type(self).__name__})")
         for key in ("seed", "num_instances", "global_batch_size"):
-            if state.get(key) != getattr(self, key):
-                raise ValueError(f"state {key}={state.get(key)!r} does not match this sampler's {getattr(self, key)!r}")
-        self._epoch = check_int("state['epoch']", state["epoch"], low=0)
-        self._resume_position = check_int("state['position']", state["position"], low=0, high=len(self))
-        self._load_extra_state(state)
+            value = state[key]
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value != getattr(self, key):
+                raise ValueError(f"{where} has {key}={value!r}, but this sampler has {key}={getattr(self, key)!r}")
+        checked = {
+            "epoch": _field_int(where, state, "epoch", low=0),
+            "position": _field_int(where, state, "position", low=0, high=len(self)),
+        }
+        checked.update(self._check_extra_state(state, where))
+        return checked
+
+    def _apply_state(self, checked: dict[str, Any], *, trusted: bool) -> None:
+        """Apply a checked state (``trusted``: it comes with the checkpoint being loaded)."""
+        self._resume = (checked["epoch"], checked["position"])
+        self._apply_extra_state(checked, trusted=trusted)
 
     def _extra_state(self) -> dict[str, Any]:
         return {}
 
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
+    def _check_extra_state(self, state: dict[str, Any], where: str) -> dict[str, Any]:
+        """Subclass fields of ``state``, checked (raise ``ValueError``/``TypeError``), not applied."""
+        return {}
+
+    def _apply_extra_state(self, checked: dict[str, Any], *, trusted: bool) -> None:
         pass
 
-    def _resumes_from_checkpoint(self) -> bool:
-        """True when a loaded checkpoint holds the batches up to the resume position."""
+    def _resumes_from_checkpoint(self, epoch: int, position: int) -> bool:
+        """True when a loaded checkpoint holds the batches of ``epoch`` up to ``position``."""
         restored = self._restored_history
-        return restored is not None and restored[0] == self._epoch and len(restored[1]) >= self._resume_position
+        return restored is not None and restored[0] == epoch and len(restored[1]) >= position
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write a checkpoint (``.npz``): bank, graph, the current epoch's batches and the state.
+    def save(self, path: str | os.PathLike) -> str:
+        """Write a checkpoint: bank, graph, the current epoch's batches and the state.
 
         Together with the O(1) :meth:`state_dict` saved by the training loop (or torchdata's
         ``StatefulDataLoader``) at the same step, :meth:`load` resumes exactly: a run stopped
         mid-epoch continues with the batches the uninterrupted run would have yielded. A
         pending background build is waited for and saved too.
+
+        The file is ``path``, with ``.npz`` appended unless it ends so (:meth:`load` resolves
+        names the same way). It is written atomically: to a temporary file in the same
+        directory, fsynced, then renamed over ``path``, so a crash mid-save leaves the previous
+        checkpoint intact.
+
+        Returns:
+            The path written.
+
+        Raises:
+            RuntimeError: if a pending background build failed (as at its swap point).
         """
         arrays: dict[str, np.ndarray] = {}
         if self.bank.embeddings is not None:
             arrays["bank_embeddings"] = self.bank.embeddings
         arrays["bank_seen"] = self.bank.seen
         arrays["bank_last_update"] = self.bank.last_update
-        _pack_batches(arrays, "history", self._history)
+        pack_batches(arrays, "history", self._history)
         # Batches grown ahead with the current walk group: the uninterrupted run yields them
         # whatever happens to the graph meanwhile, so the resumed run must too.
-        _pack_batches(arrays, "grown", [self._grown[i] for i in sorted(self._grown)])
+        pack_batches(arrays, "grown", [self._grown[i] for i in sorted(self._grown)])
         meta = {
-            "format_version": _CHECKPOINT_VERSION,
+            "format_version": CHECKPOINT_VERSION,
             "class": type(self).__name__,
             "history_epoch": self._current_epoch,
             "grown_first": min(self._grown, default=None),
@@ -412,37 +506,93 @@ class BaseBatchSampler(Sampler[list[int]]):
             "state": self.state_dict(),
         }
         self._save_extra(arrays, meta)
-        np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+        return write_checkpoint(path, meta, arrays)
 
     def load(self, path: str | os.PathLike) -> None:
         """Restore a checkpoint written by :meth:`save` (call ``load_state_dict`` after it if the
         training loop saved its own, later-consumed position).
 
+        The whole file is checked before anything is applied: a rejected checkpoint leaves the
+        sampler exactly as it was. ``path`` resolves as in :meth:`save`.
+
         Raises:
-            ValueError: if the checkpoint is from another kind of sampler, size, batch size or seed.
+            FileNotFoundError: if there is no such file.
+            ValueError: if the file is empty, truncated or not a checkpoint of this class (a
+                saved graph, say), or belongs to a sampler with another size, batch size or
+                seed, or holds inconsistent batches (indices out of range, repeated within an
+                epoch, sizes that do not match the batch size).
         """
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("format_version") != _CHECKPOINT_VERSION or meta.get("class") != type(self).__name__:
-                raise ValueError(f"{os.fspath(path)!r} is not a {type(self).__name__} checkpoint")
-            self.bank.seen[:] = data["bank_seen"]
-            self.bank.last_update[:] = data["bank_last_update"]
-            self.bank.updates = meta["bank_updates"]
-            if "bank_embeddings" in data:
-                self.bank.embeddings = data["bank_embeddings"].astype(self.bank.dtype, copy=False)
-            history = _unpack_batches(data, "history")
-            grown = _unpack_batches(data, "grown") if "grown_offsets" in data else []
-            first = meta.get("grown_first") or 0
-            self._load_extra(data, meta)
-        self.load_state_dict(meta["state"])
-        if meta["history_epoch"] is not None:
-            self._restored_history = (meta["history_epoch"], history, dict(enumerate(grown, start=first)))
+        meta, data, where = read_checkpoint(path, type(self).__name__)
+        state = self._check_state(meta.get("state"), f"{where}: state")
+        bank = self.bank.check_restore(
+            data.get("bank_embeddings"), data.get("bank_seen"), data.get("bank_last_update"),
+            meta.get("bank_updates"), where,
+        )
+        history_epoch = meta_int(meta, "history_epoch", where, optional=True)
+        history = unpack_batches(data, "history", self.num_instances, where)
+        grown = unpack_batches(data, "grown", self.num_instances, where)
+        grown_first = meta_int(meta, "grown_first", where, optional=True)
+        self._check_history(history, grown, grown_first, history_epoch, state, where)
+        extra = self._check_extra(data, meta, where)
+        # Everything is checked: apply.
+        self.bank.restore(bank)
+        self._apply_extra(extra)
+        self._apply_state(state, trusted=True)
+        self._restored_history = None
+        if history_epoch is not None:
+            self._restored_history = (history_epoch, history, dict(enumerate(grown, start=grown_first or 0)))
+
+    def _check_history(
+        self,
+        history: list[list[int]],
+        grown: list[list[int]],
+        grown_first: int | None,
+        history_epoch: int | None,
+        state: dict[str, Any],
+        where: str,
+    ) -> None:
+        """Check a checkpoint's batches as strictly as the sampler would have produced them."""
+        total = len(self)
+        if history_epoch is None and (history or grown):
+            raise ValueError(f"{where}: batches are stored without the epoch they belong to")
+        if len(history) + len(grown) > total:
+            raise ValueError(f"{where}: {len(history) + len(grown)} batches stored, but an epoch has {total}")
+        if grown and (self.replacement or grown_first != len(history)):
+            raise ValueError(f"{where}: the batches grown ahead do not follow the batches produced")
+        if history_epoch == state["epoch"] and state["position"] > len(history):
+            raise ValueError(
+                f"{where}: the state is at batch {state['position']} of epoch {history_epoch}, "
+                f"but only {len(history)} batches of it are stored"
+            )
+        taken = np.zeros(self.num_instances, dtype=bool)
+        for index, batch in enumerate([*history, *grown]):
+            padded = index < len(history)
+            size = self.global_batch_size if self.replacement else self._batch_size_at(index)
+            pad = (-size) % self.dist.world_size if padded else 0
+            if len(batch) != size + pad:
+                raise ValueError(
+                    f"{where}: batch {index} has {len(batch)} indices, expected {size + pad} "
+                    f"(batch_size {self.batch_size} x world size {self.dist.world_size})"
+                )
+            own = np.asarray(batch[:size], dtype=np.int64)
+            if pad and batch[size:] != history[0][:pad]:
+                raise ValueError(f"{where}: the padding of batch {index} is not taken from the first batch")
+            if self.replacement:
+                taken[:] = False
+            if np.unique(own).size != own.size or taken[own].any():
+                scope = "batch" if self.replacement else "epoch"
+                raise ValueError(f"{where}: batch {index} repeats an index within its {scope}")
+            taken[own] = True
 
     def _save_extra(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        pass
+        """Hook: add subclass arrays and metadata to a checkpoint."""
 
-    def _load_extra(self, data: Any, meta: dict[str, Any]) -> None:
-        pass
+    def _check_extra(self, data: dict[str, np.ndarray], meta: dict[str, Any], where: str) -> Any:
+        """Hook: check the subclass part of a checkpoint (raise ``ValueError``), apply nothing."""
+        return None
+
+    def _apply_extra(self, checked: Any) -> None:
+        """Hook: apply what :meth:`_check_extra` returned."""
 
     def __repr__(self) -> str:
         return (
@@ -452,16 +602,15 @@ class BaseBatchSampler(Sampler[list[int]]):
         )
 
 
-def _pack_batches(arrays: dict[str, np.ndarray], name: str, batches: list[list[int]]) -> None:
-    lengths = [len(batch) for batch in batches]
-    arrays[f"{name}_indices"] = np.asarray([i for batch in batches for i in batch], dtype=np.int64)
-    arrays[f"{name}_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-
-
-def _unpack_batches(data: Any, name: str) -> list[list[int]]:
-    offsets = data[f"{name}_offsets"].tolist()
-    indices = data[f"{name}_indices"].tolist()
-    return [indices[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+def _field_int(where: str, state: dict[str, Any], key: str, *, low: int = 0, high: int | None = None) -> int:
+    """``state[key]`` as an int in ``[low, high]``, or a ``ValueError`` naming the field."""
+    value = state[key]
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{where} field {key!r} must be an integer, got {type(value).__name__} ({value!r})")
+    if value < low or (high is not None and value > high):
+        bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{where} field {key!r} must be {bounds}, got {value}")
+    return int(value)
 
 
 def check_bool(name: str, value: Any) -> bool:

@@ -47,7 +47,7 @@ class UniformBatchSampler(BaseBatchSampler):
             data, batch_size, replacement=replacement, drop_last=drop_last, seed=seed,
             embeddings=embeddings, distributed=distributed,
         )
-        self._load_initial_embeddings()
+        self._finish_init()
 
     def _collect(self, used: np.ndarray, size: int, rng: np.random.Generator) -> list[int]:
         return self._uniform(used, size, rng)
@@ -102,7 +102,10 @@ class KNNBatchSampler(GraphBatchSampler):
             drop_last=drop_last, seed=seed, embeddings=embeddings, distributed=distributed,
         )
         self.max_fruitless_steps = check_int("max_fruitless_steps", max_fruitless_steps, low=1)
-        self._load_initial_embeddings()
+        self._finish_init()
+
+    def _rank_invariants(self) -> dict[str, Any]:
+        return {**super()._rank_invariants(), "max_fruitless_steps": self.max_fruitless_steps}
 
     def _collect_from_graph(
         self, graph: ProximityGraph, used: np.ndarray, size: int, rng: np.random.Generator

@@ -17,6 +17,7 @@ shard's rows for distributed jobs.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -26,6 +27,8 @@ import numpy as np
 import torch
 
 from ._build import BACKENDS, build_rows, random_distinct_neighbors
+from ._checkpoint import json_dumps
+from ._io import load_npz, npz_path, save_npz
 
 __all__ = ["BACKENDS", "ProximityGraph", "build_neighbor_rows", "random_distinct_neighbors"]
 
@@ -232,32 +235,46 @@ class ProximityGraph:
 
     # ------------------------------------------------------------------ persistence
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Save to an uncompressed ``.npz`` file (NumPy appends ``.npz`` if missing)."""
+    def save(self, path: str | os.PathLike) -> str:
+        """Save to an uncompressed ``.npz`` file, atomically (temporary file, fsync, rename).
+
+        ``.npz`` is appended unless ``path`` ends so; :meth:`load` resolves names the same way.
+        ``build_params`` are stored as JSON (NumPy scalars become Python numbers).
+
+        Returns:
+            The path written.
+
+        Raises:
+            TypeError: if ``build_params`` hold values JSON cannot store.
+        """
         arrays = {"indptr": self.indptr, "indices": self.indices}
         if self.scores is not None:
             arrays["scores"] = self.scores
-        meta = np.array(repr({"format_version": _FORMAT_VERSION, **self.build_params}))
-        np.savez(path, meta=meta, **arrays)
+        meta = np.array(json_dumps({"format_version": _FORMAT_VERSION, **self.build_params}))
+        return save_npz(path, meta=meta, **arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ProximityGraph:
         """Load a graph written by :meth:`save`.
 
         Raises:
-            ValueError: if the file is not a proximity graph of a known format version.
+            FileNotFoundError: if there is no such file.
+            ValueError: if the file is empty, truncated, not an ``.npz``, a sampler checkpoint,
+                or a graph of an unknown format version or with inconsistent arrays.
         """
-        import ast
-
-        with np.load(path, allow_pickle=False) as data:
-            if "indptr" not in data or "meta" not in data:
-                raise ValueError(f"{os.fspath(path)!r} is not a saved ProximityGraph")
-            meta = ast.literal_eval(str(data["meta"]))
-            version = meta.pop("format_version", None)
-            if version != _FORMAT_VERSION:
-                raise ValueError(f"unsupported graph format version {version!r} in {os.fspath(path)!r}")
-            scores = data["scores"] if "scores" in data else None
-            return cls(data["indptr"], data["indices"], scores, build_params=meta)
+        data = load_npz(path, "a saved ProximityGraph")
+        where = repr(npz_path(path))
+        if "indptr" not in data or "indices" not in data or "meta" not in data:
+            kind = "a sampler checkpoint" if "bank_seen" in data else "not a saved ProximityGraph"
+            raise ValueError(f"{where} is {kind}, expected a graph written by ProximityGraph.save")
+        meta = _read_meta(str(data["meta"]), where)
+        version = meta.pop("format_version", None)
+        if version != _FORMAT_VERSION:
+            raise ValueError(f"unsupported graph format version {version!r} in {where}")
+        try:
+            return cls(data["indptr"], data["indices"], data.get("scores"), build_params=meta)
+        except ValueError as error:
+            raise ValueError(f"{where} holds an invalid graph: {error}") from error
 
     # ------------------------------------------------------------------ export
 
@@ -347,6 +364,22 @@ def build_neighbor_rows(
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _read_meta(text: str, where: str) -> dict[str, Any]:
+    """Graph metadata: JSON, or the Python literal that files of version 0.1 hold."""
+    import ast
+
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            meta = ast.literal_eval(text)
+        except (ValueError, SyntaxError) as error:
+            raise ValueError(f"{where}: the graph metadata cannot be read ({error})") from error
+    if not isinstance(meta, dict):
+        raise ValueError(f"{where}: the graph metadata is not a mapping")
+    return meta
 
 
 def _seed_repr(seed: Any) -> Any:

@@ -17,6 +17,7 @@ batch ``t + prefetch_factor * num_workers`` on.
 from __future__ import annotations
 
 import logging
+import numbers
 import time
 from abc import abstractmethod
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ._build import BACKENDS
+from ._checkpoint import meta_int
 from ._validation import check_int
 from .base import GRAPH_STREAM, BaseBatchSampler, check_bool
 from .graph import ProximityGraph, build_neighbor_rows
@@ -45,6 +47,8 @@ class RefreshStats:
     """Time spent building (in the background thread or inline)."""
     stall_seconds: float = 0.0
     """Time the batch stream waited for a graph (inline builds and late background builds)."""
+    coalesced: int = 0
+    """Background requests that joined a build already pending instead of queueing another."""
 
 
 @dataclass
@@ -56,9 +60,16 @@ class _PendingBuild:
     result: tuple[ProximityGraph, float] | None = None
 
     def get(self) -> tuple[ProximityGraph, float]:
-        """The graph and its build seconds, waiting for the build if needed."""
+        """The graph and its build seconds, waiting for the build if needed.
+
+        Raises:
+            RuntimeError: if the build failed (its exception is the cause).
+        """
         if self.result is None:
-            self.result = self.future.result()
+            try:
+                self.result = self.future.result()
+            except Exception as error:
+                raise RuntimeError(f"background graph build failed: {error}") from error
             self.future = None
         return self.result
 
@@ -153,31 +164,43 @@ class GraphBatchSampler(BaseBatchSampler):
         self.graph = graph
         self.graph_version += 1
 
-    def refresh(self, *, blocking: bool | None = None) -> ProximityGraph | None:
-        """Rebuild the graph from the bank now (the automatic schedule uses ``background``).
+    def refresh(self, *, blocking: bool | None = None) -> ProximityGraph | bool | None:
+        """Rebuild the graph from the bank (the automatic schedule uses ``background``).
 
         Args:
             blocking: ``True`` or ``None`` (default): build now; the next produced batch walks
-                the new graph. ``False``: request a background build that takes over
-                ``swap_delay`` produced batches later. In distributed mode every rank must call
-                this at the same point.
+                the new graph (a pending background build is swapped in first). ``False``:
+                request a background build that takes over ``swap_delay`` produced batches
+                later. Requests coalesce: while a build is pending, another request joins it
+                (``refresh_stats.coalesced`` counts them) and queues nothing. In distributed
+                mode every rank must call this at the same point.
 
         Returns:
-            The graph in use after the call. With ``k`` or fewer instances seen there is nothing
-            to build: a warning is logged and the current graph (or warm-up) stays.
+            Blocking: the graph in use after the call. Non-blocking: ``True`` if a build was
+            queued, ``False`` if the request joined the pending build or there was nothing to
+            build. With ``k`` or fewer instances seen there is nothing to build: a warning is
+            logged and the current graph (or warm-up) stays.
 
         Raises:
             RuntimeError: if a background build fails (here, or where its swap was due).
+            ValueError: in distributed mode, if the ranks have not made the same ``update``
+                calls (see :mod:`batchsampler.distributed`).
         """
         blocking = True if blocking is None else check_bool("blocking", blocking)
+        if blocking and self.dist.enabled:
+            self.dist.check_in_step("update", self.bank.updates)
         if not self._enough_seen():
-            return self.graph
+            return self.graph if blocking else False
         if blocking:
             self._swap_pending(force=True)
             self._build_now()
-        elif self._pending is None:
-            self._request_background()
-        return self.graph
+            return self.graph
+        if self._pending is not None:
+            self.refresh_stats.coalesced += 1
+            logger.debug("refresh(blocking=False): a build is already pending, request coalesced")
+            return False
+        self._request_background()
+        return True
 
     def _enough_seen(self) -> bool:
         seen = self.bank.num_seen
@@ -220,10 +243,7 @@ class GraphBatchSampler(BaseBatchSampler):
             return
         self._pending = None
         wait_start = time.perf_counter()
-        try:
-            graph, build_seconds = pending.get()
-        except Exception as error:
-            raise RuntimeError(f"background graph build failed: {error}") from error
+        graph, build_seconds = pending.get()
         self.refresh_stats.stall_seconds += time.perf_counter() - wait_start
         self.refresh_stats.builds += 1
         self.refresh_stats.build_seconds += build_seconds
@@ -302,6 +322,14 @@ class GraphBatchSampler(BaseBatchSampler):
 
     # ------------------------------------------------------------------ resumption
 
+    def _rank_invariants(self) -> dict[str, Any]:
+        return {
+            **super()._rank_invariants(),
+            "k": self.k, "m": self.m, "refresh_every": self.refresh_every, "warmup_epochs": self.warmup_epochs,
+            "background": self.background, "swap_delay": self.swap_delay, "backend": self.backend,
+            "index_params": self.index_params,
+        }
+
     def _extra_state(self) -> dict[str, Any]:
         return {
             "graph_version": self.graph_version,
@@ -310,20 +338,36 @@ class GraphBatchSampler(BaseBatchSampler):
             "next_refresh_at": self._next_refresh_at,
         }
 
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
-        if self._resumes_from_checkpoint():
-            return  # the checkpoint's refresh clock is the one that matches its batches
-        if state.get("graph_version") != self.graph_version:
+    def _check_extra_state(self, state: dict[str, Any], where: str) -> dict[str, Any]:
+        checked: dict[str, Any] = {}
+        for key in ("graph_version", "epoch_start_graph_version", "produced_total", "next_refresh_at"):
+            if key not in state:
+                raise ValueError(f"{where} has no {key!r} field (not a state_dict() of {type(self).__name__})")
+            value = state[key]
+            if key == "next_refresh_at" and value is None:
+                checked[key] = None
+            elif isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ValueError(f"{where} field {key!r} must be an integer >= 0, got {value!r}")
+            else:
+                checked[key] = int(value)
+        return checked
+
+    def _apply_extra_state(self, checked: dict[str, Any], *, trusted: bool) -> None:
+        if not trusted and self._resumes_from_checkpoint(checked["epoch"], checked["position"]):
+            return  # the loaded checkpoint's refresh clock is the one that matches its batches
+        if not trusted and checked["graph_version"] != self.graph_version:
             logger.warning(
                 "state has graph version %s but this sampler has %s: load() the matching checkpoint "
-                "to resume exactly", state.get("graph_version"), self.graph_version,
+                "to resume exactly", checked["graph_version"], self.graph_version,
             )
-        self._epoch_start_version = state.get("epoch_start_graph_version", self.graph_version)
-        self._produced_total = state.get("produced_total", self._produced_total)
-        self._next_refresh_at = state.get("next_refresh_at", self._next_refresh_at)
+        self._epoch_start_version = checked["epoch_start_graph_version"]
+        self._produced_total = checked["produced_total"]
+        self._next_refresh_at = checked["next_refresh_at"]
 
     def _save_extra(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        for name, graph in (("graph", self.graph), ("pending", self._pending and self._pending.get()[0])):
+        # A failed pending build raises RuntimeError here, as it would at its swap point.
+        pending = self._pending.get()[0] if self._pending is not None else None
+        for name, graph in (("graph", self.graph), ("pending", pending)):
             if graph is not None:
                 arrays[f"{name}_indptr"], arrays[f"{name}_indices"] = graph.indptr, graph.indices
                 if graph.scores is not None:
@@ -336,22 +380,55 @@ class GraphBatchSampler(BaseBatchSampler):
             "stats": vars(self.refresh_stats),
         }
 
-    def _load_extra(self, data: Any, meta: dict[str, Any]) -> None:
-        graphs = {}
+    def _check_extra(self, data: dict[str, np.ndarray], meta: dict[str, Any], where: str) -> dict[str, Any]:
+        graphs: dict[str, ProximityGraph] = {}
         for name in ("graph", "pending"):
-            if f"{name}_indptr" in data:
-                scores = data[f"{name}_scores"] if f"{name}_scores" in data else None
-                graphs[name] = ProximityGraph(
-                    data[f"{name}_indptr"], data[f"{name}_indices"], scores, build_params=meta[f"{name}_params"]
+            if f"{name}_indptr" not in data:
+                continue
+            params = meta.get(f"{name}_params")
+            if not isinstance(params, dict) or f"{name}_indices" not in data:
+                raise ValueError(f"{where}: the stored {name} graph is incomplete")
+            try:
+                graph = ProximityGraph(
+                    data[f"{name}_indptr"], data[f"{name}_indices"], data.get(f"{name}_scores"), build_params=params
                 )
-        refresh = meta["refresh"]
+            except ValueError as error:
+                raise ValueError(f"{where}: the stored {name} graph is invalid: {error}") from error
+            if graph.num_nodes != self.num_instances:
+                raise ValueError(
+                    f"{where}: the stored {name} graph has {graph.num_nodes} nodes, this sampler {self.num_instances}"
+                )
+            graphs[name] = graph
+        refresh = meta.get("refresh")
+        if not isinstance(refresh, dict):
+            raise ValueError(f"{where}: metadata field 'refresh' is missing")
+        checked = {
+            "graphs": graphs,
+            "graph_version": meta_int(refresh, "graph_version", where),
+            "builds_requested": meta_int(refresh, "builds_requested", where),
+            "pending_swap_at": meta_int(refresh, "pending_swap_at", where, optional=True),
+        }
+        if ("pending" in graphs) != (checked["pending_swap_at"] is not None):
+            raise ValueError(f"{where}: a pending graph and its swap point must be stored together")
+        stats = refresh.get("stats")
+        fields = {name: type(value) for name, value in vars(RefreshStats()).items()}
+        if not isinstance(stats, dict) or not set(stats) <= set(fields) or not all(
+            isinstance(stats[name], numbers.Real) and not isinstance(stats[name], bool) and stats[name] >= 0
+            for name in stats
+        ):
+            raise ValueError(f"{where}: metadata field 'refresh.stats' is malformed")
+        checked["stats"] = RefreshStats(**{name: fields[name](value) for name, value in stats.items()})
+        return checked
+
+    def _apply_extra(self, checked: dict[str, Any]) -> None:
+        graphs = checked["graphs"]
         self.graph = graphs.get("graph")
-        self.graph_version = refresh["graph_version"]
-        self._builds_requested = refresh["builds_requested"]
-        self.refresh_stats = RefreshStats(**refresh["stats"])
+        self.graph_version = checked["graph_version"]
+        self._builds_requested = checked["builds_requested"]
+        self.refresh_stats = checked["stats"]
         self._pending = None
         if "pending" in graphs:
-            self._pending = _PendingBuild(refresh["pending_swap_at"], result=(graphs["pending"], 0.0))
+            self._pending = _PendingBuild(checked["pending_swap_at"], result=(graphs["pending"], 0.0))
 
     def __getstate__(self) -> dict[str, Any]:
         # Copies (pickling, deepcopy by frameworks) get no thread: a pending build is finished

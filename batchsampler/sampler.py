@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import check_int, check_probability
-from .base import EPOCH_STREAM
+from .base import EPOCH_STREAM, check_bool
 from .collect import walk_batch
 from .graph import ProximityGraph
 from .graph_sampler import GraphBatchSampler
@@ -136,9 +136,9 @@ class BatchSampler(GraphBatchSampler):
         self.restart_prob_schedule = restart_prob_schedule
         self.current_restart_prob = self.restart_prob
         self.max_fruitless_steps = check_int("max_fruitless_steps", max_fruitless_steps, low=1)
-        self.symmetrize = bool(symmetrize)
+        self.symmetrize = check_bool("symmetrize", symmetrize)
         self.lockstep_batches = check_int("lockstep_batches", lockstep_batches, low=1)
-        self._load_initial_embeddings()
+        self._finish_init()
 
     @classmethod
     def from_graph(cls, graph: ProximityGraph, batch_size: int, **kwargs: Any) -> BatchSampler:
@@ -161,6 +161,16 @@ class BatchSampler(GraphBatchSampler):
     ) -> ProximityGraph:
         graph = super()._build_graph(embeddings, seen, seed, sharded=sharded)
         return graph.symmetrize() if self.symmetrize else graph
+
+    def _rank_invariants(self) -> dict[str, Any]:
+        schedule = self.restart_prob_schedule
+        return {
+            **super()._rank_invariants(),
+            "restart_prob": self.restart_prob,
+            "restart_prob_schedule": schedule if isinstance(schedule, str) else "callable",
+            "max_fruitless_steps": self.max_fruitless_steps, "symmetrize": self.symmetrize,
+            "lockstep_batches": self.lockstep_batches,
+        }
 
     def _on_epoch_start(self, epoch: int, resumed: bool) -> None:
         super()._on_epoch_start(epoch, resumed)

@@ -77,7 +77,7 @@ def test_background_build_failure_surfaces_in_the_loop(clustered, monkeypatch):
     monkeypatch.setattr(ProximityGraph, "build", broken)
     iterator = iter(sampler)
     next(iterator)
-    assert sampler.refresh(blocking=False) is sampler.graph  # requested, old graph stays
+    assert sampler.refresh(blocking=False) is True  # queued; the old graph stays meanwhile
     next(iterator)  # produced while the build runs (and fails)
     with pytest.raises(RuntimeError, match="background graph build failed: out of memory"):
         next(iterator)
