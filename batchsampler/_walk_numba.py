@@ -43,14 +43,21 @@ def _next_slot(indptr, regular_k, current, u, restart_prob):
 
 @njit(inline="always")
 def _take_seed(used, seed_order, cursor, rng):
-    """Mark and return an unused node, and the new cursor.
+    """Mark and return an unused node, and the new cursor; the node is -1 if none is unused
+    (nothing is marked then).
 
     With a ``seed_order`` permutation: its next unused node. Without (empty array): a uniformly
     random unused node (rejection sampling; near the end, a cyclic scan from a random start).
+
+    Bounds: the cursor only moves forward and stops at ``seed_order.size`` (over a whole
+    kernel call it moves at most N times); rejection makes at most 64 draws; the cyclic scan
+    visits each of the ``n`` nodes at most once.
     """
     if seed_order.size:
-        while used[seed_order[cursor]]:
+        while cursor < seed_order.size and used[seed_order[cursor]]:
             cursor += 1
+        if cursor == seed_order.size:
+            return np.int64(-1), cursor
         node = seed_order[cursor]
     else:
         n = used.size
@@ -59,8 +66,12 @@ def _take_seed(used, seed_order, cursor, rng):
         while used[node] and tries < 64:
             node = min(np.int64(rng.random() * n), n - 1)
             tries += 1
-        while used[node]:
+        scanned = 0
+        while used[node] and scanned < n:
             node = node + 1 if node + 1 < n else 0
+            scanned += 1
+        if used[node]:
+            return np.int64(-1), cursor
     used[node] = 1
     return np.int64(node), cursor
 
@@ -91,6 +102,16 @@ def rwr_exactly_once(
         counters: int64 ``[3]`` steps, restarts, reseeds (accumulated).
         used: bool or uint8 ``[N]``, nonzero for unavailable nodes; taken nodes are marked.
             At least ``sizes.sum()`` nodes must be unused.
+
+    Returns:
+        0, or -1 if a seed was needed while no node was unused (fewer unused nodes than
+        ``sizes.sum()``); the output is then incomplete and the caller must raise.
+
+    Termination: every turn of a walker either adds a node to its batch or is a fruitless
+    step, and after ``max(1, max_fruitless)`` fruitless steps in a row the walker re-seeds,
+    which adds a node (or fails with -1). So the loop makes at most
+    ``(sizes.sum() + 1) * (max(1, max_fruitless) + 1) + sizes.size + walkers`` walker turns
+    (additions, fruitless steps, batch starts, retirements), whatever the graph.
     """
     total = sizes.size
     walkers = min(num_walkers, total)
@@ -141,9 +162,14 @@ def rwr_exactly_once(
             else:
                 continue
             if current < 0:
-                # (Re-)seed at an unused node. One always exists: the unused nodes outnumber
-                # the places left in the batches not yet full.
+                # (Re-)seed at an unused node. One exists when the caller's precondition holds
+                # (the unused nodes outnumber the places left in the batches not yet full).
                 current, cursor = _take_seed(used, seed_order, cursor, rng)
+                if current < 0:
+                    counters[STEPS] += steps
+                    counters[RESTARTS] += restarts
+                    counters[RESEEDS] += reseeds
+                    return np.int64(-1)
                 order[batch[w] * batch_size + filled[w]] = current
                 filled[w] += 1
                 seed[w] = current
@@ -159,34 +185,53 @@ def rwr_exactly_once(
     counters[STEPS] += steps
     counters[RESTARTS] += restarts
     counters[RESEEDS] += reseeds
+    return np.int64(0)
 
 
 @njit(inline="always")
-def _random_outside(rng, member, stamp, n, batch_filled):
-    """A uniformly random node with ``member[node] != stamp`` (one exists)."""
+def _random_outside(rng, member, stamp, n):
+    """A uniformly random node with ``member[node] != stamp``, or -1 if there is none.
+
+    Bounded: 64 draws, then two passes over the ``n`` nodes.
+    """
     for _ in range(64):
         node = min(np.int64(rng.random() * n), n - 1)
         if member[node] != stamp:
             return node
     # The batch covers most nodes: draw among the complement directly.
-    index = min(np.int64(rng.random() * (n - batch_filled)), n - batch_filled - 1)
+    outside = 0
+    for node in range(n):
+        outside += member[node] != stamp
+    if outside == 0:
+        return np.int64(-1)
+    index = min(np.int64(rng.random() * outside), outside - 1)
     for node in range(n):
         if member[node] != stamp:
             if index == 0:
-                return node
+                return np.int64(node)
             index -= 1
-    return -1  # unreachable
+    return np.int64(-1)  # unreachable: index < outside
 
 
 @njit(cache=True, nogil=True)
 def rwr_replacement(indptr, indices, regular_k, n, restart_prob, batch_size, total, max_fruitless, rng, order, counters):
-    """``total`` independent RWR batches of ``batch_size`` distinct nodes from random seeds."""
+    """``total`` independent RWR batches of ``batch_size`` distinct nodes from random seeds.
+
+    Returns 0, or -1 if a seed was needed while every node was in the batch
+    (``batch_size > n``); the caller must raise.
+
+    Termination: each pass of the inner loop adds a node or is a fruitless step, and
+    ``max(1, max_fruitless)`` fruitless steps in a row force a re-seed that adds one, so a
+    batch takes at most ``batch_size * (max(1, max_fruitless) + 1)`` passes.
+    """
     member = np.zeros(n, np.int64)  # member[node] == b + 1: node is in batch b
     steps = restarts = reseeds = 0
     for b in range(total):
         stamp = b + 1
         base = b * batch_size
-        seed = _random_outside(rng, member, stamp, n, 0)
+        seed = _random_outside(rng, member, stamp, n)
+        if seed < 0:
+            return np.int64(-1)
         member[seed] = stamp
         order[base] = seed
         filled = 1
@@ -209,7 +254,9 @@ def rwr_replacement(indptr, indices, regular_k, n, restart_prob, batch_size, tot
             fruitless += 1
             if fruitless >= max_fruitless:
                 reseeds += 1
-                seed = current = _random_outside(rng, member, stamp, n, filled)
+                seed = current = _random_outside(rng, member, stamp, n)
+                if seed < 0:
+                    return np.int64(-1)
                 member[seed] = stamp
                 order[base + filled] = seed
                 filled += 1
@@ -217,6 +264,7 @@ def rwr_replacement(indptr, indices, regular_k, n, restart_prob, batch_size, tot
     counters[STEPS] += steps
     counters[RESTARTS] += restarts
     counters[RESEEDS] += reseeds
+    return np.int64(0)
 
 
 @njit(cache=True, nogil=True)
@@ -227,6 +275,15 @@ def bfs_epoch(
 
     Exactly-once mode (``replacement`` False) takes anchors from ``seed_order`` skipping used
     nodes; replacement mode draws each anchor uniformly among nodes not in the batch.
+
+    Returns 0, or -1 if an anchor was needed while no node was available (``sizes.sum() > n``
+    exactly once, ``batch_size > n`` with replacement); the caller must raise.
+
+    Termination: every pass of the ``while`` loop either takes an anchor (adds a node) or
+    pops one frontier entry. A node enters the frontier at most once per search (visit
+    stamp), so a search pops at most ``n`` entries before ``head == tail`` forces a fresh
+    anchor: a batch takes at most ``target * (n + 1)`` passes. The anchor cursor only moves
+    forward, at most ``n`` times in the whole call.
     """
     used = np.zeros(n, np.int64)  # exactly-once: 1 when used; replacement: batch stamp
     visited = np.zeros(n, np.int64)  # visit stamp of the current frontier
@@ -246,11 +303,15 @@ def bfs_epoch(
                 if filled > 0:
                     reseeds += 1
                 if replacement:
-                    anchor = _random_outside(rng, used, stamp, n, filled)
+                    anchor = _random_outside(rng, used, stamp, n)
                 else:
-                    while used[seed_order[cursor]] == stamp:
+                    while cursor < seed_order.size and used[seed_order[cursor]] == stamp:
                         cursor += 1
-                    anchor = seed_order[cursor]
+                    anchor = seed_order[cursor] if cursor < seed_order.size else -1
+                if anchor < 0:
+                    counters[STEPS] += steps
+                    counters[RESEEDS] += reseeds
+                    return np.int64(-1)
                 used[anchor] = stamp
                 order[base + filled] = anchor
                 filled += 1
@@ -280,3 +341,4 @@ def bfs_epoch(
                     fruitless = 0
     counters[STEPS] += steps
     counters[RESEEDS] += reseeds
+    return np.int64(0)

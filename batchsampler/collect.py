@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._validation import check_int, check_probability
 from .graph import ProximityGraph
-from .walk import WalkStats
+from .walk import WalkStats, _check_used, _not_enough, unused_count
 
 __all__ = ["take_random", "uniform_batch", "walk_batch", "neighborhood_batch"]
 
@@ -26,23 +27,26 @@ def take_random(used: np.ndarray, count: int, rng: np.random.Generator) -> list[
     """Mark and return ``count`` distinct uniformly random unused instances.
 
     Raises:
-        ValueError: if fewer than ``count`` instances are unused.
+        ValueError: if fewer than ``count`` instances are unused (``used`` is left unchanged).
     """
     n = used.size
     picked: list[int] = []
     if count <= 0:
         return picked
     # Rejection sampling is O(count) while most instances are free; near the end of an epoch
-    # it falls back to drawing from the explicit complement.
+    # it falls back to drawing from the explicit complement. One round of draws, no retry
+    # loop: whatever the rejections leave missing comes from the complement.
     draws = rng.integers(n, size=2 * count + 16)
-    draws = draws[~used[draws]]
+    draws = draws[used[draws] == 0]
     _, first = np.unique(draws, return_index=True)
     chosen = draws[np.sort(first)][:count]
     if chosen.size < count:
-        used[chosen] = True
-        free = np.flatnonzero(~used)
-        if free.size < count - chosen.size:
-            raise ValueError(f"count must be <= the number of unused instances ({free.size + chosen.size})")
+        # Checked before anything is marked (when the draws alone found ``count`` distinct
+        # unused instances there are enough of them, so this costs O(N) only here).
+        free = np.flatnonzero(used == 0)
+        if free.size < count:
+            raise _not_enough(int(free.size), count, "the batch needs")
+        free = free[~np.isin(free, chosen, assume_unique=True)]
         chosen = np.concatenate([chosen, rng.choice(free, count - chosen.size, replace=False)])
     used[chosen] = True
     picked = chosen.tolist()
@@ -70,10 +74,20 @@ def walk_batch(
     moves to a uniformly random out-neighbour; every unused instance it reaches joins the
     batch. After ``max_fruitless_steps`` steps in a row without a new instance it re-seeds at
     a random unused instance, so it terminates on any graph. Requires ``size`` unused instances.
+
+    Raises:
+        ValueError: if fewer than ``size`` instances are unused (``used`` is left unchanged),
+            or on a bad ``used``, ``size`` or ``restart_prob``.
     """
+    used = _check_batch_request(graph, used, size)
+    restart_prob = check_probability("restart_prob", restart_prob)
+    max_fruitless_steps = check_int("max_fruitless_steps", max_fruitless_steps)
+    if size == 0:
+        return []
     batch, steps, restarts, reseeds = _walk_kernel(
-        graph.indptr, graph.indices, used, size, float(restart_prob), max_fruitless_steps, _kernel_seed(rng)
+        graph.indptr, graph.indices, used, size, restart_prob, max_fruitless_steps, _kernel_seed(rng)
     )
+    _check_batch(batch, used, size)
     if stats is not None:
         stats.steps += steps
         stats.restarts += restarts
@@ -95,14 +109,48 @@ def neighborhood_batch(
     Neighbours are taken breadth-first in rank order (the anchor's neighbours by decreasing
     similarity, then theirs). When the frontier runs dry, or ``max_fruitless_steps`` used
     instances come in a row, a fresh random anchor continues the batch.
+
+    Raises:
+        ValueError: if fewer than ``size`` instances are unused (``used`` is left unchanged),
+            or on a bad ``used`` or ``size``.
     """
+    used = _check_batch_request(graph, used, size)
+    max_fruitless_steps = check_int("max_fruitless_steps", max_fruitless_steps)
+    if size == 0:
+        return []
     batch, steps, reseeds = _neighborhood_kernel(
         graph.indptr, graph.indices, used, size, max_fruitless_steps, _kernel_seed(rng)
     )
+    _check_batch(batch, used, size)
     if stats is not None:
         stats.steps += steps
         stats.reseeds += reseeds
     return batch.tolist()
+
+
+def _check_batch_request(graph: ProximityGraph, used: np.ndarray, size: int) -> np.ndarray:
+    """Validate a one-batch request up front; ``used`` must have ``size`` unused entries.
+
+    Without this check the kernels below would have nothing to seed with (they would return
+    -1 and be unwound by :func:`_check_batch`); it costs one O(N) count per batch.
+    """
+    if not isinstance(used, np.ndarray):
+        raise ValueError(f"used must be a NumPy bool or uint8 array, got {type(used).__name__}")
+    used = _check_used(used, graph.num_nodes)
+    size = check_int("size", size, low=0)
+    free = unused_count(used)
+    if size > free:
+        raise _not_enough(free, size, "the batch needs")
+    return used
+
+
+def _check_batch(batch: np.ndarray, used: np.ndarray, size: int) -> None:
+    """Unwind and raise if a kernel ran out of seeds (a -1 in ``batch``; a safety net, since
+    :func:`_check_batch_request` rules it out)."""
+    if batch.size and batch[-1] < 0:
+        taken = batch[batch >= 0]
+        used[taken] = 0
+        raise _not_enough(unused_count(used), size, "the batch needs")
 
 
 def _kernel_seed(rng: np.random.Generator) -> int:
@@ -111,7 +159,11 @@ def _kernel_seed(rng: np.random.Generator) -> int:
 
 @njit(cache=True, nogil=True)
 def _random_unused(used: np.ndarray) -> int:
-    """A random unused instance (the caller guarantees one exists); marks it used."""
+    """A random unused instance, marked used; -1 (nothing marked) if every instance is used.
+
+    Bounded: at most 64 random probes, then a cyclic scan that visits each of the ``n``
+    instances at most once.
+    """
     n = used.size
     for _ in range(64):
         node = np.random.randint(0, n)
@@ -120,17 +172,28 @@ def _random_unused(used: np.ndarray) -> int:
             return node
     # Nearly everything is used: scan cyclically from a random start to the next free one.
     node = np.random.randint(0, n)
-    while used[node]:
+    for _ in range(n):
+        if not used[node]:
+            used[node] = True
+            return node
         node = node + 1 if node + 1 < n else 0
-    used[node] = True
-    return node
+    return -1
 
 
 @njit(cache=True, nogil=True)
 def _walk_kernel(indptr, indices, used, size, restart_prob, max_fruitless_steps, seed):
+    """One RWR batch of ``size >= 1``; if no unused seed is left, ``batch[count:]`` is -1.
+
+    Termination: every pass adds a node or is a fruitless step, and ``max(1,
+    max_fruitless_steps)`` fruitless steps in a row force a re-seed that adds one (or fails),
+    so the loop makes at most ``size * (max(1, max_fruitless_steps) + 1)`` passes.
+    """
     np.random.seed(seed)
     batch = np.empty(size, dtype=np.int64)
     start = current = _random_unused(used)
+    if start < 0:
+        batch[:] = -1
+        return batch, 0, 0, 0
     batch[0] = start
     count = 1
     fruitless = steps = restarts = reseeds = 0
@@ -154,6 +217,9 @@ def _walk_kernel(indptr, indices, used, size, restart_prob, max_fruitless_steps,
             fruitless += 1
             if fruitless >= max_fruitless_steps:
                 start = current = _random_unused(used)
+                if start < 0:
+                    batch[count:] = -1
+                    break
                 batch[count] = start
                 count += 1
                 fruitless = 0
@@ -163,11 +229,20 @@ def _walk_kernel(indptr, indices, used, size, restart_prob, max_fruitless_steps,
 
 @njit(cache=True, nogil=True)
 def _neighborhood_kernel(indptr, indices, used, size, max_fruitless_steps, seed):
+    """One kNN batch of ``size >= 1``; if no unused anchor is left, ``batch[count:]`` is -1.
+
+    Termination: every pass takes an anchor (adds a node) or pops a frontier entry; a node
+    enters the frontier at most once per search, so after at most ``N`` pops ``head == tail``
+    forces a fresh anchor: at most ``size * (N + 1)`` passes.
+    """
     np.random.seed(seed)
     batch = np.empty(size, dtype=np.int64)
     visited = np.zeros(used.size, dtype=np.bool_)
     frontier = np.empty(used.size, dtype=np.int64)
     anchor = _random_unused(used)
+    if anchor < 0:
+        batch[:] = -1
+        return batch, 0, 0
     batch[0] = anchor
     count = 1
     frontier[0] = anchor
@@ -177,6 +252,9 @@ def _neighborhood_kernel(indptr, indices, used, size, max_fruitless_steps, seed)
     while count < size:
         if head == tail or fruitless >= max_fruitless_steps:
             anchor = _random_unused(used)
+            if anchor < 0:
+                batch[count:] = -1
+                break
             batch[count] = anchor
             count += 1
             # A fresh search: clear the marks of the previous one only.

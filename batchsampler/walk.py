@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._validation import check_int, check_probability
 from .graph import ProximityGraph
 
 __all__ = ["DEFAULT_WALKERS", "WalkStats", "grow_batches", "neighborhood_batches", "num_batches", "random_walk_batches"]
@@ -65,6 +66,33 @@ def _batch_sizes(num_nodes: int, batch_size: int, drop_last: bool, replacement: 
     if total and not replacement and not drop_last:
         sizes[-1] = num_nodes - (total - 1) * batch_size
     return sizes
+
+
+def _check_used(used: np.ndarray, num_nodes: int) -> np.ndarray:
+    used = np.asarray(used)
+    if used.shape != (num_nodes,) or used.dtype not in (np.bool_, np.uint8):
+        raise ValueError(
+            f"used must be a bool or uint8 array of shape ({num_nodes},), got {used.dtype} {used.shape}"
+        )
+    return used
+
+
+def unused_count(used: np.ndarray) -> int:
+    """Number of instances ``used`` leaves available (its zero entries)."""
+    return int(used.size - np.count_nonzero(used))
+
+
+def _not_enough(free: int, need: int, what: str) -> ValueError:
+    return ValueError(
+        f"fewer unused instances ({free}) than {what} ({need}); an epoch takes every index at "
+        "most once, so the batch cannot be filled"
+    )
+
+
+def _check_kernel(status: int, free: int, need: int, what: str) -> None:
+    """Raise for a kernel's error code (-1: no unused node left to seed with)."""
+    if status != 0:
+        raise _not_enough(free, need, what)
 
 
 def _regular_degree(graph: ProximityGraph) -> int:
@@ -112,21 +140,25 @@ def grow_batches(
     from . import _walk_numba as kernels
 
     n = graph.num_nodes
-    used = np.asarray(used)
-    if used.shape != (n,) or used.dtype not in (np.bool_, np.uint8):
-        raise ValueError(f"used must be a bool or uint8 array of shape ({n},), got {used.dtype} {used.shape}")
+    used = _check_used(used, n)
+    restart_prob = check_probability("restart_prob", restart_prob)
+    max_fruitless_steps = check_int("max_fruitless_steps", max_fruitless_steps)
     sizes = np.asarray(sizes, dtype=np.int64).reshape(-1)
     if sizes.size == 0:
         return []
-    if (sizes < 1).any() or sizes.sum() > n - int(np.count_nonzero(used)):
-        raise ValueError(f"sizes must be >= 1 and sum to at most the unused nodes, got sum {int(sizes.sum())}")
+    if (sizes < 1).any():
+        raise ValueError(f"sizes must be >= 1, got {sizes.tolist()}")
+    need, free = int(sizes.sum()), unused_count(used)
+    if need > free:
+        raise ValueError(f"sizes must sum to at most the unused nodes: {_not_enough(free, need, 'the batches need')}")
     width = int(sizes.max())
     order = np.empty(sizes.size * width, dtype=np.int64)
     counters = np.zeros(3, dtype=np.int64)
-    kernels.rwr_exactly_once(
-        graph.indptr, graph.indices, _regular_degree(graph), float(restart_prob), width, sizes,
+    status = kernels.rwr_exactly_once(
+        graph.indptr, graph.indices, _regular_degree(graph), restart_prob, width, sizes,
         max_fruitless_steps, max(1, int(num_walkers)), np.zeros(0, np.int64), rng, order, counters, used,
     )
+    _check_kernel(status, free, need, "the batches need")  # a safety net: ruled out above
     if stats is not None:
         stats._add(counters)
     return list(_yield_batches(order, sizes, width))
@@ -180,22 +212,27 @@ def random_walk_batches(
     from . import _walk_numba as kernels
 
     n = graph.num_nodes
+    batch_size = check_int("batch_size", batch_size, low=1, high=n if replacement else None)
+    restart_prob = check_probability("restart_prob", restart_prob)
+    max_fruitless_steps = check_int("max_fruitless_steps", max_fruitless_steps)
     sizes = _batch_sizes(n, batch_size, drop_last, replacement)
     counters = np.zeros(3, dtype=np.int64)
     order = np.empty(sizes.size * batch_size, dtype=np.int64)
     regular_k = _regular_degree(graph)
     if sizes.size:
         if replacement:
-            kernels.rwr_replacement(
-                graph.indptr, graph.indices, regular_k, n, float(restart_prob), batch_size, sizes.size,
+            status = kernels.rwr_replacement(
+                graph.indptr, graph.indices, regular_k, n, restart_prob, batch_size, sizes.size,
                 max_fruitless_steps, rng, order, counters,
             )
         else:
-            kernels.rwr_exactly_once(
-                graph.indptr, graph.indices, regular_k, float(restart_prob), batch_size, sizes,
+            status = kernels.rwr_exactly_once(
+                graph.indptr, graph.indices, regular_k, restart_prob, batch_size, sizes,
                 max_fruitless_steps, _walkers(num_walkers, sizes.size), rng.permutation(n), rng, order, counters,
                 np.zeros(n, dtype=np.uint8),
             )
+        # A safety net: batch_size <= N and sizes summing to at most N rule the error out.
+        _check_kernel(status, n, batch_size if replacement else int(sizes.sum()), "the epoch needs")
     if stats is not None:
         stats._add(counters)
     yield from _yield_batches(order, sizes, batch_size)
@@ -222,15 +259,18 @@ def neighborhood_batches(
     from . import _walk_numba as kernels
 
     n = graph.num_nodes
+    batch_size = check_int("batch_size", batch_size, low=1, high=n if replacement else None)
+    max_fruitless_steps = check_int("max_fruitless_steps", max_fruitless_steps)
     sizes = _batch_sizes(n, batch_size, drop_last, replacement)
     counters = np.zeros(3, dtype=np.int64)
     order = np.empty(sizes.size * batch_size, dtype=np.int64)
     if sizes.size:
         seed_order = np.zeros(0, np.int64) if replacement else rng.permutation(n)
-        kernels.bfs_epoch(
+        status = kernels.bfs_epoch(
             graph.indptr, graph.indices, n, batch_size, sizes, max_fruitless_steps,
             bool(replacement), seed_order, rng, order, counters,
         )
+        _check_kernel(status, n, batch_size if replacement else int(sizes.sum()), "the epoch needs")
     if stats is not None:
         stats._add(counters)
     yield from _yield_batches(order, sizes, batch_size)
