@@ -206,7 +206,19 @@ class BaseBatchSampler(Sampler[list[int]]):
         drops the first iterator unused, so an iterator that never yields consumes nothing.
         Starting a new iteration ends the previous one: the older iterator raises
         ``RuntimeError`` if it is advanced again.
+
+        One exception: a restored position at the *end* of an epoch (a state taken after its
+        last batch) is taken by the next iterator created, which yields nothing. A loader that
+        drops that iterator, as ``StatefulDataLoader`` does when its state says the epoch had
+        finished, then starts the next epoch, as with torch's own samplers.
         """
+        if self._resume is not None and self._resume[1] >= len(self):
+            epoch = self._resume[0]
+            self._resume, self._next_epoch = None, epoch + 1
+            self._iteration += 1
+            self._current_epoch, self._position = epoch, len(self)
+            self._history, self._grown = [], {}
+            return iter(())
         return self._iterate()
 
     def _iterate(self) -> Iterator[list[int]]:
@@ -332,8 +344,8 @@ class BaseBatchSampler(Sampler[list[int]]):
 
         Raises:
             ValueError: on indices outside ``[0, N)``, mismatched row count, non-finite values
-                (after the cast to ``bank_dtype``: float16 overflows above 65504); in
-                distributed mode, when the ranks' ``update`` calls are out of step.
+                (after the cast to ``bank_dtype``: float16 overflows above 65504).
+            RuntimeError: in distributed mode, when the ranks' ``update`` calls are out of step.
         """
         indices, embeddings = self.dist.gather_update(indices, embeddings, call_index=self.bank.updates)
         self.bank.update(indices, embeddings)
@@ -559,7 +571,7 @@ class BaseBatchSampler(Sampler[list[int]]):
             raise ValueError(f"{where}: {len(history) + len(grown)} batches stored, but an epoch has {total}")
         if grown and (self.replacement or grown_first != len(history)):
             raise ValueError(f"{where}: the batches grown ahead do not follow the batches produced")
-        if history_epoch == state["epoch"] and state["position"] > len(history):
+        if history_epoch == state["epoch"] and len(history) < state["position"] < total:
             raise ValueError(
                 f"{where}: the state is at batch {state['position']} of epoch {history_epoch}, "
                 f"but only {len(history)} batches of it are stored"

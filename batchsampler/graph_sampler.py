@@ -183,7 +183,7 @@ class GraphBatchSampler(BaseBatchSampler):
 
         Raises:
             RuntimeError: if a background build fails (here, or where its swap was due).
-            ValueError: in distributed mode, if the ranks have not made the same ``update``
+            RuntimeError: in distributed mode, if the ranks have not made the same ``update``
                 calls (see :mod:`batchsampler.distributed`).
         """
         blocking = True if blocking is None else check_bool("blocking", blocking)
