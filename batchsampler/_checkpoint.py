@@ -90,8 +90,8 @@ def read_checkpoint(path: str | os.PathLike, class_name: str) -> tuple[dict[str,
     what = f"a {class_name} checkpoint"
     data = load_npz(path, what)
     where = repr(npz_path(path))
-    if "meta" not in data:
-        kind = "a saved ProximityGraph" if "indptr" in data else "an .npz file without checkpoint metadata"
+    if "meta" not in data or "bank_seen" not in data:
+        kind = "a saved ProximityGraph" if "indptr" in data else "an .npz file without checkpoint contents"
         raise ValueError(f"{where} is {kind}, expected {what} (written by {class_name}.save)")
     try:
         meta = json.loads(str(data.pop("meta")))

@@ -84,7 +84,8 @@ class EmbeddingBank:
     def _cast(self, name: str, values: np.ndarray) -> np.ndarray:
         """``values`` in the bank's dtype, checked finite *after* the cast (float16 overflows
         above 65504, float32 above about 3.4e38)."""
-        cast = values.astype(self.dtype, copy=False)
+        with np.errstate(over="ignore"):  # overflow is reported below, with the dtype's range
+            cast = values.astype(self.dtype, copy=False)
         if not (np.isfinite(cast.min()) and np.isfinite(cast.max())):
             limit = float(np.finfo(self.dtype).max)
             raise ValueError(
