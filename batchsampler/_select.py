@@ -60,6 +60,27 @@ def _count_at_least(row: np.ndarray, threshold: np.float32) -> int:
     return count
 
 
+_BISECTION_STEPS = 82
+"""Bisection passes of :func:`_find_threshold` that always suffice (see the bound there)."""
+
+
+@njit(inline="always")
+def _to_ordered(value: np.float32, scratch: np.ndarray) -> np.int64:
+    """:func:`_ordered` of a float32 scalar (``scratch``: a float32 ``[1]`` buffer)."""
+    scratch[0] = value
+    return _ordered(scratch.view(np.int32)[0])
+
+
+@njit(inline="always")
+def _from_ordered(key: np.int64, scratch: np.ndarray) -> np.float32:
+    """Inverse of :func:`_to_ordered`."""
+    b = key
+    if b < 0:
+        b = b ^ 0x7FFFFFFF
+    scratch.view(np.int32)[0] = np.int32(b)
+    return scratch[0]
+
+
 @njit(nogil=True, cache=True)
 def _find_threshold(row: np.ndarray, k: int, cap: int, guess: np.float32, step: np.float32) -> tuple[np.float32, np.float32, bool]:
     """A threshold ``t`` with ``k <= count(row >= t) <= cap``.
@@ -67,6 +88,16 @@ def _find_threshold(row: np.ndarray, k: int, cap: int, guess: np.float32, step: 
     Returns ``(t, hi, True)`` on success. When ties make the window unreachable it returns
     ``(lo, hi, False)`` with adjacent floats ``lo < hi``, ``count(>= lo) > cap`` and
     ``count(>= hi) < k``.
+
+    Every loop is bounded: at most 24 expansion passes, then at most :data:`_BISECTION_STEPS`
+    bisection passes. Bisection tracks ``G``, the gap between ``lo`` and ``hi`` in the
+    order-preserving integer image of float32 (:func:`_ordered`, so ``G < 2**32`` and ``G <= 1``
+    means no float lies strictly between them). Each pass tries the midpoint in value (fast
+    on well-spread rows) but falls back to the integer midpoint unless the value midpoint
+    lies in the middle half of the integer gap; either way the pass leaves
+    ``G' <= G - max(1, G // 4)``. So ``G - 3`` shrinks by a factor 3/4 while ``G >= 4``
+    (at most ``ceil(32 / log2(4 / 3)) = 78`` passes) and then by at least 1 per pass
+    (2 more): 80 passes reach ``G <= 1``, whatever the row holds (NaN included).
     """
     t = guess
     lo = np.float32(-np.inf)  # count(>= lo) > cap once finite
@@ -85,25 +116,38 @@ def _find_threshold(row: np.ndarray, k: int, cap: int, guess: np.float32, step: 
             break
         step = step * 2
     if not (lo > -np.inf and hi < np.inf):
-        # Pathological spread: bracket with the exact extremes.
+        # Pathological spread (or NaN): bracket with the exact extremes, NaN skipped.
         lo = np.float32(np.inf)
         hi = np.float32(-np.inf)
         for j in range(row.size):
-            if row[j] > -np.inf:
-                lo = min(lo, row[j])
-            hi = max(hi, row[j])
+            if row[j] > -np.inf and row[j] < lo:
+                lo = row[j]
+            if row[j] > hi:
+                hi = row[j]
         hi = np.nextafter(hi, np.float32(np.inf))
-    while True:  # bisection: count(>= lo) >= k (> cap once moved), count(>= hi) < k
-        t = np.float32(0.5 * (np.float64(lo) + np.float64(hi)))
-        if t <= lo or t >= hi:
+    scratch = np.empty(1, np.float32)
+    low_key = _to_ordered(lo, scratch)
+    high_key = _to_ordered(hi, scratch)
+    for _ in range(_BISECTION_STEPS):  # count(>= lo) >= k (> cap once moved), count(>= hi) < k
+        gap = high_key - low_key
+        if gap <= 1:  # adjacent (or crossed): no float strictly between lo and hi
             return lo, hi, False
+        t = np.float32(0.5 * (np.float64(lo) + np.float64(hi)))
+        key = _to_ordered(t, scratch)
+        quarter = gap // 4
+        if not (low_key + max(quarter, 1) <= key <= high_key - max(quarter, 1)):
+            key = low_key + gap // 2
+            t = _from_ordered(key, scratch)
         c = _count_at_least(row, t)
         if c < k:
             hi = t
+            high_key = key
         elif c > cap:
             lo = t
+            low_key = key
         else:
             return t, hi, True
+    return lo, hi, False  # unreachable (see the bound above)
 
 
 @njit(cache=True, nogil=True)
@@ -160,7 +204,7 @@ def threshold_keys(
                     c += row[j] >= t
             else:  # ties at t: every entry >= hi (fewer than k), then the first ties at t
                 for j in range(width):
-                    if row[j] >= hi:
+                    if row[j] >= hi and c < cap:  # c < cap: memory safety even on NaN rows
                         kept[c] = j
                         c += 1
                 for j in range(width):
