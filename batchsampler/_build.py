@@ -9,6 +9,7 @@ large ``N``).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,8 @@ from ._threads import check_main_process, default_workers, limit_threads
 from ._validation import check_int, to_numpy_2d
 
 BACKENDS = ("random", "exact", "hnsw", "ivf")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,6 +83,7 @@ def build_rows(
             if valid_rows.size <= k:
                 raise ValueError(f"mask must keep more than k={k} rows, keeps {valid_rows.size}")
             x = x[valid_rows]
+    x = _check_rows(x, num_nodes, valid_rows is not None)
 
     rng = np.random.default_rng(seed)
     n = x.shape[0]
@@ -114,6 +118,35 @@ def build_rows(
             rows, neighbors, scores, valid_rows, num_nodes, rng, rank, world, keep_scores
         )
     return BuiltRows(rows, neighbors, scores if keep_scores else None, params)
+
+
+def _check_rows(x: np.ndarray, num_nodes: int, masked: bool) -> np.ndarray:
+    """Warn about all-zero rows; return ``x``, with unit rows if its scale could overflow.
+
+    One pass computes the squared norms (float64). A zero norm is an all-zero row: it has
+    cosine similarity 0 to everything, which a warning reports with the count. Norms above
+    ``sqrt(float32 max / 4)`` could overflow the float32 dot products of the build (to inf,
+    or NaN from inf - inf): then the rows are scaled to unit norm first, which leaves every
+    cosine similarity, and so the graph, as it is.
+    """
+    squares = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    zero = int(squares.size - np.count_nonzero(squares))
+    if zero:
+        kept = f"the {x.shape[0]} rows the mask keeps" if masked else f"{num_nodes} embedding rows"
+        logger.warning(
+            "%d of %s are all zero: they have cosine similarity 0 to everything, so their "
+            "neighbours are arbitrary and they are seldom anyone's neighbour (a node without "
+            "in-edges is only reached by a walk as a seed). Check the encoder's output, or pass "
+            "a mask that leaves out rows never filled.",
+            zero, kept,
+        )
+    if not squares.max() > np.finfo(np.float32).max / 4:  # also catches inf (float64 overflow)
+        return x
+    x = np.asarray(x, dtype=np.float64)
+    scale = np.abs(x).max(axis=1, keepdims=True)  # to [-1, 1] first: the squares stay finite
+    x = x / np.where(scale > 0, scale, 1.0)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 def _check_shard(shard: Any) -> tuple[int, int]:
