@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> dict:
     views = torch.Generator().manual_seed(args.seed)
     step, start_epoch = 0, 0
     if args.resume:
-        state = torch.load(args.checkpoint / "train.pt")
+        # weights_only: tensors and plain containers only, never arbitrary pickled objects (the
+        # default only since torch 2.6; the package supports torch >= 2.1).
+        state = torch.load(args.checkpoint / "train.pt", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         views.set_state(state["views"])
@@ -95,13 +97,26 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def save(directory, sampler, loader, model, optimizer, views, step, epoch) -> None:
+    """Both checkpoint files, each written atomically (``sampler.save`` is; ``train.pt`` goes to
+    a temporary name first and is renamed over the old one), so a crash mid-save keeps the
+    previous file whole."""
     os.makedirs(directory, exist_ok=True)
     sampler.save(directory / "sampler.npz")
-    torch.save(
-        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "views": views.get_state(),
-         "loader": loader.state_dict(), "step": step, "epoch": epoch},
-        directory / "train.pt",
-    )
+    target = Path(directory) / "train.pt"
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            torch.save(
+                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "views": views.get_state(),
+                 "loader": loader.state_dict(), "step": step, "epoch": epoch},
+                handle,
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
 
 
 if __name__ == "__main__":

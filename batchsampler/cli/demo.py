@@ -6,7 +6,12 @@ epoch and reports hardness (mean in-batch cosine similarity), the false-negative
 of same-label pairs in a batch), coverage and time. Part 2 trains a small encoder with NT-Xent
 on uniform batches and on BatchSampler batches (update every step, scheduled background
 refresh), prints kNN accuracy, hardness, same-label share and sampler overhead, and writes
-RUN.json and PNG plots to the output directory.
+RUN.json and PNG plots to the output directory (atomically: each file is complete or absent).
+
+Part 1's build and epoch times exclude the one-off loading (or, on a first run, compilation)
+of the numba kernels: a tiny build and walk of every sampler runs first, untimed in the table
+and reported on its own line. Progress bars are drawn only when stderr is a terminal
+(``--no-progress``: never).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 
 from .. import SAMPLERS
 from ..diagnostics import merge_runs, summarize_epoch, write_runs
+from ._progress import add_progress_flag, progress_wanted
 
 _TOUR_SAMPLERS = ("uniform", "batchsampler")
 
@@ -47,6 +53,7 @@ def add_parser(commands: Any) -> None:
                       help="where RUN.json and the plots go (default: ./%(default)s)")
     tour.add_argument("--quick", action="store_true", help="1 seed x 3 epochs: the whole tour in seconds")
     tour.add_argument("--static-only", action="store_true", help="part 1 only (no training, no files)")
+    add_progress_flag(demo)
     demo.set_defaults(handler=run)
 
 
@@ -57,6 +64,17 @@ def load_digits_embeddings() -> tuple[np.ndarray, np.ndarray]:
     pixels, labels = load_digits(return_X_y=True)
     pixels = pixels.astype(np.float32)
     return pixels - pixels.mean(axis=0), labels
+
+
+def warm_kernels(embeddings: np.ndarray, **options: Any) -> float:
+    """Build and walk every sampler once on 50 rows, so that later timings exclude loading (or,
+    on a first run, JIT-compiling) the numba kernels. Returns the seconds it took."""
+    start = time.perf_counter()
+    small = embeddings[:50]
+    settings = options | {"batch_size": 8, "k": 5, "m": 20}
+    for sampler_class in SAMPLERS.values():
+        list(sampler_class(len(small), embeddings=small, **settings))
+    return time.perf_counter() - start
 
 
 def compare_samplers(
@@ -99,6 +117,8 @@ def _static_part(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
         f"digits: {len(embeddings)} instances x {embeddings.shape[1]} dims, {len(np.unique(labels))} classes; "
         + ", ".join(f"{key}={value}" for key, value in options.items())
     )
+    warm = warm_kernels(embeddings, **options)
+    print(f"compiled kernels loaded in {warm:.2f} s (once per process; a first run on a machine compiles them)")
     print("\n1/2  One epoch of batches from each sampler, centred pixels as embeddings\n")
     rows = compare_samplers(embeddings, labels, **options)
     header = f"{'sampler':<14}{'batches':>8}{'in-batch cos':>14}{'same-label':>12}{'coverage':>10}{'build s':>9}{'epoch s':>9}"
@@ -151,7 +171,8 @@ def _training_part(args: argparse.Namespace, static: dict[str, dict[str, Any]]) 
             for seed in range(args.seed, args.seed + args.seeds):
                 run_name = f"{name}@seed{seed}"
                 monitors[run_name], wall[run_name] = _tour.train(
-                    name, pixels, labels, dataclasses.replace(settings, seed=seed), run_name=run_name
+                    name, pixels, labels, dataclasses.replace(settings, seed=seed), run_name=run_name,
+                    progress=progress_wanted(args.no_progress),
                 )
     finally:
         torch.set_num_threads(previous_threads)

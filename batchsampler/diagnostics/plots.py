@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_runs"]
+__all__ = ["plot_runs", "save_png"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +55,20 @@ def plot_runs(document: Mapping[str, Any], output_dir: str | os.PathLike) -> lis
         figure = draw(runs)
         if figure is None:
             continue
-        figure.savefig(output / filename, dpi=110)
+        save_png(figure, output / filename, dpi=110)
         written.append(output / filename)
         logger.info("wrote %s", output / filename)
     return written
+
+
+def save_png(figure, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as PNG to exactly ``path``, atomically (temporary file in the
+    same directory, fsync, rename): an interrupted save leaves the previous file. Returns ``path``."""
+    from .._io import atomic_write
+
+    with atomic_write(path) as handle:
+        figure.savefig(handle, format="png", dpi=dpi)
+    return Path(path)
 
 
 # ---------------------------------------------------------------------- figures

@@ -50,14 +50,24 @@ def load_runs(path: str | os.PathLike) -> dict[str, Any]:
     """Read and check a RUN.json document.
 
     Raises:
-        ValueError: if the file is not JSON or not a ``batchsampler-run/1`` document.
+        FileNotFoundError: if there is no such file.
+        ValueError: if the file is binary, not JSON or not a ``batchsampler-run/1`` document;
+            the message says what was expected.
         OSError: if it cannot be read.
     """
+    expected = "expected a RUN.json file (JSON text from SamplerMonitor.to_json or `batchsampler demo`)"
+    where = repr(os.fspath(path))
+    if not Path(path).is_file():
+        if not Path(path).exists():
+            raise FileNotFoundError(f"no such file: {where} ({expected})")
+        raise IsADirectoryError(f"{where} is not a file; {expected}")
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{where} is a binary file, not text; {expected}") from error
     except json.JSONDecodeError as error:
-        raise ValueError(f"{os.fspath(path)!r} is not JSON: {error}") from error
-    _check_document(document, os.fspath(path))
+        raise ValueError(f"{where} is not JSON ({error}); {expected}") from error
+    _check_document(document, where)
     return document
 
 
@@ -87,14 +97,17 @@ def merge_runs(*documents: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def write_runs(path: str | os.PathLike, document: Mapping[str, Any]) -> None:
-    """Write a RUN.json document (checked first; non-finite numbers become ``null``).
+    """Write a RUN.json document (checked first; non-finite numbers become ``null``), atomically:
+    a temporary file in the same directory, fsynced, then renamed over ``path``.
 
     Raises:
         ValueError: if ``document`` is not a RUN.json document.
     """
     _check_document(document, "document")
+    from .._io import write_text
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(json_safe(document), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(json_safe(document), indent=1, allow_nan=False) + "\n")
 
 
 def _check_document(document: Any, where: str) -> None:

@@ -14,23 +14,23 @@ Pieces, one per module:
 * :mod:`~batchsampler.integrations.graph.train`: the training loop, with any sampler and loss of the package.
 * :mod:`~batchsampler.integrations.graph.reproduce`: the comparison grid behind ``batchsampler reproduce graph``.
 
-Requires ``torch_geometric`` (``pip install batchsampler[graph]``).
+Requires ``torch_geometric`` (``pip install "batchsampler[graph]"``), imported on first use of a name below.
 """
 
-from .augment import AUGMENTATIONS, augment_graph
-from .data import GraphCLDataset, load_tu_dataset
-from .evaluate import svm_accuracy
-from .model import GINEncoder, GraphCLModel
-from .train import GraphCLConfig, train_graphcl
+from .. import _lazy_exports
 
-__all__ = [
-    "AUGMENTATIONS",
-    "augment_graph",
-    "GraphCLDataset",
-    "load_tu_dataset",
-    "svm_accuracy",
-    "GINEncoder",
-    "GraphCLModel",
-    "GraphCLConfig",
-    "train_graphcl",
-]
+_EXPORTS = {
+    "AUGMENTATIONS": "augment",
+    "augment_graph": "augment",
+    "GraphCLDataset": "data",
+    "load_tu_dataset": "data",
+    "svm_accuracy": "evaluate",
+    "GINEncoder": "model",
+    "GraphCLModel": "model",
+    "GraphCLConfig": "train",
+    "train_graphcl": "train",
+}
+"""Public name -> the submodule that defines it (imported on first use)."""
+
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -14,6 +15,7 @@ from torch_geometric.data import Data
 from torch_geometric.datasets import TUDataset
 from torch_geometric.utils import degree
 
+from .. import cache_dir as _user_cache_dir
 from .augment import augment_graph
 
 __all__ = ["load_tu_dataset", "GraphCLDataset", "default_cache_dir"]
@@ -25,21 +27,39 @@ MAX_DEGREE_FEATURE = 64
 
 
 def default_cache_dir() -> Path:
-    """Where processed copies go: ``$BATCHSAMPLER_CACHE`` or ``<tmp>/batchsampler-cache``."""
-    return Path(os.environ.get("BATCHSAMPLER_CACHE", Path(tempfile.gettempdir()) / "batchsampler-cache"))
+    """Where processed copies go: ``<per-user cache>/tu``, see
+    :func:`batchsampler.integrations.cache_dir` (``$BATCHSAMPLER_CACHE``, else
+    ``$XDG_CACHE_HOME/batchsampler``, else ``~/.cache/batchsampler``), created with mode 0o700."""
+    return _user_cache_dir("tu")
+
+
+def _content_key(raw: Path) -> str:
+    """A digest of the names and bytes of the files in ``raw``: a changed source gets a new entry."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in raw.iterdir() if p.is_file()):
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
 
 
 def load_tu_dataset(name: str, root: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> TUDataset:
     """Load TU dataset ``name`` from ``root/name/raw/`` without downloading.
 
-    The raw files are copied to ``cache_dir/name/raw`` first, because torch_geometric writes
-    ``processed/`` next to ``raw/`` and ``root`` may be read-only. Graphs without node features
-    get one-hot degree features (degrees above :data:`MAX_DEGREE_FEATURE` share one slot).
+    The raw files are copied to a cache entry ``cache_dir/NAME-DIGEST/`` first, because
+    torch_geometric writes ``processed/`` next to ``raw/`` and ``root`` may be read-only. The
+    entry is keyed by the raw files' contents, and is built (copied and processed) in a fresh
+    private temporary directory, then renamed into place in one step: concurrent loaders never
+    see a half-written entry and never delete one another's files (the loser of a race discards
+    its own copy). Graphs without node features get one-hot degree features (degrees above
+    :data:`MAX_DEGREE_FEATURE` share one slot).
 
     Args:
         name: dataset name as in the TU collection (``"MUTAG"``, ``"PROTEINS"``, ...).
         root: directory holding ``name/raw/name_A.txt`` etc.
-        cache_dir: where to copy and process (default :func:`default_cache_dir`).
+        cache_dir: where to copy and process (default :func:`default_cache_dir`, per user).
 
     Raises:
         FileNotFoundError: if ``root/name/raw`` does not exist or lacks ``name_A.txt``.
@@ -48,11 +68,22 @@ def load_tu_dataset(name: str, root: str | os.PathLike, cache_dir: str | os.Path
     if not (raw / f"{name}_A.txt").is_file():
         raise FileNotFoundError(f"root must contain {name}/raw/{name}_A.txt (TU layout); looked in {raw}")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = cache / name / "raw"
-    if not target.is_dir() or sorted(p.name for p in target.iterdir()) != sorted(p.name for p in raw.iterdir()):
-        shutil.rmtree(cache / name, ignore_errors=True)
-        shutil.copytree(raw, target)
-    dataset = TUDataset(str(cache), name)
+    cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+    entry = cache / f"{name}-{_content_key(raw)}"
+    if not (entry / name / "processed").is_dir():
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache))
+        try:
+            shutil.copytree(raw, staging / name / "raw")
+            TUDataset(str(staging), name)  # processes into staging/name/processed
+            try:
+                os.rename(staging, entry)
+            except OSError:  # the entry exists: another process renamed its copy first
+                if not entry.is_dir():
+                    raise
+                logger.debug("another process cached %s first; using its entry", name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # only ever our own directory
+    dataset = TUDataset(str(entry), name)
     if dataset.num_node_features == 0:
         dataset.transform = _degree_features
         logger.info("%s has no node features: using one-hot degrees", name)

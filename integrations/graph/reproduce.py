@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .data import load_tu_dataset
-from .train import GraphCLConfig, train_graphcl
+from ..._io import write_text
+from ...diagnostics.plots import save_png
+from .. import require_extra
 
 __all__ = ["PAPER_ACCURACY", "run_grid", "markdown_table", "main"]
 
@@ -52,6 +53,9 @@ def run_grid(
     With ``checkpoint``, the runs so far are rewritten to that JSON file after every run, so an
     interrupted grid keeps what it measured.
     """
+    from .data import load_tu_dataset
+    from .train import GraphCLConfig, train_graphcl
+
     runs = []
     grid = [(d, s, loss, seed) for d in datasets for s in samplers for loss in losses for seed in seeds]
     loaded = {}
@@ -63,7 +67,7 @@ def run_grid(
         result["dataset"] = dataset_name
         runs.append(result)
         if checkpoint is not None:
-            checkpoint.write_text(json.dumps({"partial": True, "runs": runs}, indent=1))
+            write_text(checkpoint, json.dumps({"partial": True, "runs": runs}, indent=1))
         logger.info("%s %s %s seed %d: %.2f%%", dataset_name, sampler, loss, seed, 100 * result["accuracy"])
     return runs
 
@@ -113,7 +117,7 @@ def bar_chart(runs: list[dict], path: Path) -> None:
     axis.legend(fontsize=7, ncol=2)
     axis.set_title("GraphCL with uniform, kNN and BatchSampler batches")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_png(figure, path, dpi=120)
     plt.close(figure)
 
 
@@ -141,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _tabulate(args.from_json, args.output_dir)
     if args.seeds < 1 or args.first_seed < 0:
         parser.error(f"--seeds must be >= 1 and --first-seed >= 0, got {args.seeds} and {args.first_seed}")
+    require_extra("graph")
     if args.quick:
         args.datasets, args.losses, args.seeds, args.epochs = ["MUTAG"], ["ntxent"], 1, 2
     args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     wall = time.perf_counter() - start
     argv = list(sys.argv[1:] if argv is None else argv)
-    (args.output_dir / "graphcl_runs.json").write_text(json.dumps({"argv": argv, "wall_seconds": wall, "runs": runs}, indent=1))
+    write_text(args.output_dir / "graphcl_runs.json", json.dumps({"argv": argv, "wall_seconds": wall, "runs": runs}, indent=1))
     _write_report(runs, args.output_dir)
     print(f"\n{len(runs)} runs in {wall:.0f} s; results in {args.output_dir}")
     return 0
@@ -161,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _write_report(runs: list[dict], output_dir: Path) -> None:
     table = markdown_table(runs)
-    (output_dir / "graphcl_table.md").write_text(table + "\n")
+    write_text(output_dir / "graphcl_table.md", table + "\n")
     bar_chart(runs, output_dir / "graphcl_accuracy.png")
     print(table)
 

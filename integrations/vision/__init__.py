@@ -14,38 +14,30 @@ Pieces, one per module:
 * :mod:`~batchsampler.integrations.vision.train`: the training loop, with any sampler and loss of the package.
 * :mod:`~batchsampler.integrations.vision.reproduce`: the comparison grid behind ``batchsampler reproduce vision``.
 
-Requires only torch, scikit-learn and Pillow (``pip install batchsampler[vision]``).
+Requires only torch, scikit-learn and Pillow (``pip install "batchsampler[vision]"``), imported on first use of a name below.
 """
 
-from .augment import AugmentConfig, simclr_view
-from .data import (
-    ImageData,
-    IndexedImages,
-    from_arrays,
-    load_fashion_mnist,
-    load_image_folder,
-    read_idx,
-    write_idx,
-)
-from .evaluate import embed_images, knn_monitor, linear_probe
-from .model import SimCLRModel, SmallResNet
-from .train import SimCLRConfig, train_simclr
+from .. import _lazy_exports
 
-__all__ = [
-    "AugmentConfig",
-    "ImageData",
-    "IndexedImages",
-    "SimCLRConfig",
-    "SimCLRModel",
-    "SmallResNet",
-    "embed_images",
-    "from_arrays",
-    "knn_monitor",
-    "linear_probe",
-    "load_fashion_mnist",
-    "load_image_folder",
-    "read_idx",
-    "simclr_view",
-    "train_simclr",
-    "write_idx",
-]
+_EXPORTS = {
+    "AugmentConfig": "augment",
+    "ImageData": "data",
+    "IndexedImages": "data",
+    "SimCLRConfig": "train",
+    "SimCLRModel": "model",
+    "SmallResNet": "model",
+    "embed_images": "evaluate",
+    "from_arrays": "data",
+    "knn_monitor": "evaluate",
+    "linear_probe": "evaluate",
+    "load_fashion_mnist": "data",
+    "load_image_folder": "data",
+    "read_idx": "data",
+    "simclr_view": "augment",
+    "train_simclr": "train",
+    "write_idx": "data",
+}
+"""Public name -> the submodule that defines it (imported on first use)."""
+
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

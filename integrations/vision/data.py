@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..._io import atomic_write
+
 __all__ = [
     "FASHION_MNIST_CLASSES",
     "ImageData",
@@ -133,9 +135,12 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     code = codes[array.dtype]
     payload = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     payload += array.astype(np.dtype(_IDX_DTYPES[code])).tobytes()
-    opener = gzip.open if Path(path).suffix == ".gz" else open
-    with opener(path, "wb") as handle:
-        handle.write(payload)
+    with atomic_write(path) as handle:  # crash-safe: the old file or the new one, never a mix
+        if Path(path).suffix == ".gz":
+            with gzip.GzipFile(Path(path).name, "wb", fileobj=handle, mtime=0) as compressed:
+                compressed.write(payload)
+        else:
+            handle.write(payload)
 
 
 def load_fashion_mnist(root: str | os.PathLike, split: str = "train") -> ImageData:

@@ -26,6 +26,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..._io import write_text
+from ...diagnostics.plots import save_png
+from .. import require_extra
 from .data import ImageData, load_fashion_mnist, load_image_folder
 from .train import SimCLRConfig, train_simclr
 
@@ -75,7 +78,7 @@ def run_grid(
         result = train_simclr(train, test, config, progress=True)
         runs.append(result)
         if checkpoint is not None:
-            checkpoint.write_text(json.dumps({"partial": True, "runs": runs}, indent=1))
+            write_text(checkpoint, json.dumps({"partial": True, "runs": runs}, indent=1))
         logger.info("%s %s seed %d: kNN %.2f%%, linear %s", sampler, loss, seed, 100 * result["knn_accuracy"],
                     "-" if result["linear_accuracy"] is None else f"{100 * result['linear_accuracy']:.2f}%")
     return runs
@@ -146,7 +149,7 @@ def learning_curves(runs: list[dict], path: Path) -> None:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_png(figure, path, dpi=120)
     plt.close(figure)
 
 
@@ -204,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    if args.dataset == "folder":
+        require_extra("vision", "reading an image folder (--dataset folder)")
     args.output_dir.mkdir(parents=True, exist_ok=True)
     train, test = load_splits(args.dataset, args.root, args.train_split, args.test_split, args.image_size)
     # One fixed subset (seed 0) for every run: seeds vary the model and the views, not the data.
@@ -222,9 +227,9 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     record = {"argv": list(argv) if argv is not None else sys.argv[1:], "wall_seconds": wall,
               "train_shape": list(train.images.shape), "test_shape": list(test.images.shape),
               "torch_threads": torch.get_num_threads(), "runs": runs}
-    (args.output_dir / "simclr_runs.json").write_text(json.dumps(record, indent=1))
+    write_text(args.output_dir / "simclr_runs.json", json.dumps(record, indent=1))
     table = markdown_table(runs)
-    (args.output_dir / "simclr_table.md").write_text(table + "\n")
+    write_text(args.output_dir / "simclr_table.md", table + "\n")
     learning_curves(runs, args.output_dir / "simclr_knn_curves.png")
     print(table)
     print(f"\n{len(runs)} runs in {wall:.0f} s; results in {args.output_dir}")

@@ -26,7 +26,9 @@ def test_static_part_prints_one_row_per_sampler(tmp_path, capsys):
 def test_quick_tour_trains_prints_the_comparison_and_writes_plots(tmp_path, capsys):
     output = tmp_path / "tour"
     assert main(["demo", "--quick", "--batch-size", "128", "--output-dir", str(output)]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    # stderr is not a terminal here (pytest captures it): no progress bars, as tqdm's convention.
+    assert len(err) < 500, err[:500]
     static, training = out.split("2/2", 1)
     assert set(_rows(static)) == set(SAMPLERS)
     rows = _rows(training)
@@ -49,5 +51,59 @@ def test_quick_tour_trains_prints_the_comparison_and_writes_plots(tmp_path, caps
 
 
 def test_bad_tour_settings_are_reported(tmp_path, capsys):
-    assert main(["demo", "--epochs", "0", "--output-dir", str(tmp_path)]) == 1
+    assert main(["demo", "--epochs", "0", "--output-dir", str(tmp_path)]) == 2
     assert "--epochs must be >= 1" in capsys.readouterr().err
+
+
+def test_demo_warms_the_kernels_before_timing(tmp_path, capsys):
+    assert main(["demo", "--batch-size", "128", "--static-only", "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    warm = next(number for number, line in enumerate(lines) if line.startswith("compiled kernels loaded in"))
+    table = next(number for number, line in enumerate(lines) if line.startswith("sampler "))
+    assert warm < table
+
+
+class _Terminal:
+    def __init__(self, tty):
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+def test_progress_bars_follow_tqdm_conventions():
+    from batchsampler.cli._progress import progress_wanted
+
+    assert progress_wanted(stream=_Terminal(True))
+    assert not progress_wanted(stream=_Terminal(False))
+    assert not progress_wanted(no_progress=True, stream=_Terminal(True))
+    assert not progress_wanted(stream=object())  # no isatty at all
+
+
+def test_training_bars_are_drawn_when_asked(monkeypatch, capsys):
+    import numpy as np
+    import torch
+
+    from batchsampler.cli import _tour
+
+    pixels = torch.rand(64, 64)
+    labels = np.arange(64) % 4
+    settings = _tour.TourSettings(epochs=1, batch_size=16, k=3, m=10)
+    _tour.train("uniform", pixels, labels, settings, progress=True)
+    assert "step" in capsys.readouterr().err  # explicit progress=True still draws
+    _tour.train("uniform", pixels, labels, settings, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_demo_run_with_stderr_to_a_pipe_writes_little_there(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "batchsampler", "demo", "--quick", "--batch-size", "256", "--samplers", "uniform",
+         "--output-dir", str(tmp_path / "out")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(result.stderr) < 500, result.stderr[:500]
+    assert "tour finished in" in result.stdout

@@ -71,9 +71,9 @@ def test_report_merges_files_and_defaults_to_their_directory(tmp_path, clustered
 
 def test_report_errors_are_reported(tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps({"runs": {}}))
-    assert main(["report", str(tmp_path / "bad.json")]) == 1
+    assert main(["report", str(tmp_path / "bad.json")]) == 2
     assert "not a RUN.json document" in capsys.readouterr().err
-    assert main(["report", str(tmp_path / "missing.json")]) == 1
+    assert main(["report", str(tmp_path / "missing.json")]) == 2
     with pytest.raises(SystemExit) as exit_info:
         main(["report", "--help"])
     assert exit_info.value.code == 0
@@ -90,3 +90,32 @@ def test_matplotlib_is_imported_only_to_plot():
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                             env={"PYTHONPATH": str(root), "PATH": ""}, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_report_files_are_replaced_atomically(tmp_path, clustered, monkeypatch, capsys):
+    from matplotlib.figure import Figure
+
+    from batchsampler.diagnostics import load_runs, write_runs
+
+    run = _write_run(tmp_path / "RUN.json", clustered, names=("uniform",), epochs=1)
+    assert main(["report", str(run)]) == 0
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    real_savefig = Figure.savefig
+
+    def interrupted(self, target, **kwargs):
+        real_savefig(self, target, **kwargs)  # the bytes are written...
+        raise OSError("killed mid-save")  # ...but the save never completes
+
+    monkeypatch.setattr(Figure, "savefig", interrupted)
+    assert main(["report", str(run)]) == 2
+    assert "killed mid-save" in capsys.readouterr().err
+    # Every file is the previous one, whole, and no temporary file is left beside them.
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+    import batchsampler._io as io
+
+    monkeypatch.setattr(io.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk gone")))
+    with pytest.raises(OSError, match="disk gone"):
+        write_runs(run, {"format": "batchsampler-run/1", "runs": {}, "meta": {}})
+    assert load_runs(run) == json.loads(before["RUN.json"])
+    assert {path.name for path in tmp_path.iterdir()} == set(before)

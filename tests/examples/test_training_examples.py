@@ -23,6 +23,45 @@ def test_plain_loop_trains_refreshes_and_resumes_exactly(tmp_path):
     assert resumed["history"][-1] == uninterrupted["history"][-1]
 
 
+def test_plain_loop_resumes_with_weights_only_loading(tmp_path, monkeypatch):
+    import pickle
+
+    import torch
+
+    train_loop = _load("train_loop.py")["main"]
+    train_loop(["--quick", "--sampler", "uniform", "--checkpoint", str(tmp_path), "--stop-after", "3"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sampler.npz", "train.pt"]  # no temporary left
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    train_loop(["--quick", "--sampler", "uniform", "--checkpoint", str(tmp_path), "--resume"])
+    assert calls == [True]  # asked for explicitly: torch < 2.6 defaults to unpickling anything
+    monkeypatch.setattr(torch, "load", real_load)
+
+    # A checkpoint holding an arbitrary object is refused, and the object is never built.
+    torch.save({"model": _Payload()}, tmp_path / "train.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        train_loop(["--quick", "--sampler", "uniform", "--checkpoint", str(tmp_path), "--resume"])
+    assert not _Payload.built
+
+
+class _Payload:
+    built = False
+
+    def __reduce__(self):
+        return (_Payload._build, ())
+
+    @staticmethod
+    def _build():
+        _Payload.built = True
+        return _Payload()
+
+
 @pytest.mark.parametrize("sampler", ["uniform", "knn"])
 def test_plain_loop_with_baselines(sampler):
     result = _load("train_loop.py")["main"](["--quick", "--sampler", sampler, "--loss", "dcl"])

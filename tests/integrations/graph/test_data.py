@@ -57,3 +57,47 @@ def test_views_are_reproducible_and_differ(mutag):
     assert torch.equal(a1.x, b1.x) and torch.equal(a2.edge_index, b2.edge_index)
     _, c1, _ = first[2]  # the next draw of the same graph is a new view
     assert not (torch.equal(c1.x, a1.x) and torch.equal(c1.edge_index, a1.edge_index))
+
+
+def _toy(root, name="TOY", labels=(1, -1, 1)):
+    _write_tu(root, name, [(3, [(0, 1), (1, 2)]), (4, [(0, 1), (1, 2), (2, 3), (3, 0)]), (2, [(0, 1)])], list(labels))
+
+
+def test_default_cache_is_per_user_and_keyed_by_content(tmp_path, monkeypatch):
+    from batchsampler.integrations.graph.data import default_cache_dir
+
+    monkeypatch.delenv("BATCHSAMPLER_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "batchsampler" / "tu"
+    _toy(tmp_path / "src")
+    first = load_tu_dataset("TOY", tmp_path / "src")
+    entries = sorted((tmp_path / "xdg" / "batchsampler" / "tu").iterdir())
+    assert [entry.name.split("-")[0] for entry in entries] == ["TOY"]  # no staging directory left over
+    assert len(load_tu_dataset("TOY", tmp_path / "src")) == len(first) == 3  # reused as is
+    # A changed source gets its own entry; the old one is left alone, never deleted.
+    (tmp_path / "src" / "TOY" / "raw" / "TOY_graph_labels.txt").write_text("1\n-1\n-1\n")
+    changed = load_tu_dataset("TOY", tmp_path / "src")
+    assert [int(g.y) for g in changed] == [1, 0, 0] and [int(g.y) for g in first] == [1, 0, 1]
+    after = sorted((tmp_path / "xdg" / "batchsampler" / "tu").iterdir())
+    assert len(after) == 2 and entries[0] in after
+
+
+def test_losing_a_race_to_another_process_uses_its_entry(tmp_path, monkeypatch):
+    import shutil
+
+    from batchsampler.integrations.graph import data
+
+    _toy(tmp_path / "src")
+    cache = tmp_path / "cache"
+    real_rename = data.os.rename
+
+    def rival_first(source, target):
+        shutil.copytree(source, target)  # another process publishes the same entry first
+        (target / "rival").write_text("")
+        return real_rename(source, target)  # then ours fails: the target exists and is not empty
+
+    monkeypatch.setattr(data.os, "rename", rival_first)
+    dataset = load_tu_dataset("TOY", tmp_path / "src", cache_dir=cache)
+    assert len(dataset) == 3
+    (entry,) = cache.iterdir()  # the rival's entry, and no staging directory of ours
+    assert (entry / "rival").exists()
