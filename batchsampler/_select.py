@@ -99,22 +99,26 @@ def _find_threshold(row: np.ndarray, k: int, cap: int, guess: np.float32, step: 
     (at most ``ceil(32 / log2(4 / 3)) = 78`` passes) and then by at least 1 per pass
     (2 more): 80 passes reach ``G <= 1``, whatever the row holds (NaN included).
     """
-    t = guess
+    # All arithmetic stays float32 (numba would widen ``step * 2`` to float64): every
+    # threshold is then a float32 value, so "adjacent floats" and the ties ``row == lo`` that
+    # the caller keeps are exact.
+    t = np.float32(guess)
+    step = np.float32(step)
     lo = np.float32(-np.inf)  # count(>= lo) > cap once finite
     hi = np.float32(np.inf)  # count(>= hi) < k once finite
     for _ in range(24):  # expand from the guess until the window is bracketed or found
         c = _count_at_least(row, t)
         if c < k:
             hi = t
-            t = t - step
+            t = np.float32(t - step)
         elif c > cap:
             lo = t
-            t = t + step
+            t = np.float32(t + step)
         else:
             return t, hi, True
         if lo > -np.inf and hi < np.inf:
             break
-        step = step * 2
+        step = np.float32(step * np.float32(2.0))
     if not (lo > -np.inf and hi < np.inf):
         # Pathological spread (or NaN): bracket with the exact extremes, NaN skipped.
         lo = np.float32(np.inf)
@@ -125,6 +129,9 @@ def _find_threshold(row: np.ndarray, k: int, cap: int, guess: np.float32, step: 
             if row[j] > hi:
                 hi = row[j]
         hi = np.nextafter(hi, np.float32(np.inf))
+        c = _count_at_least(row, lo)  # every counted entry: may already fit the window
+        if k <= c <= cap:
+            return lo, hi, True
     scratch = np.empty(1, np.float32)
     low_key = _to_ordered(lo, scratch)
     high_key = _to_ordered(hi, scratch)
