@@ -23,6 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..._io import write_text
+from ...cli._progress import add_progress_flag, progress_wanted
 from ...diagnostics.plots import save_png
 from .. import require_extra
 
@@ -46,9 +47,12 @@ def run_grid(
     seeds: Sequence[int],
     *,
     checkpoint: Path | None = None,
+    progress: bool = True,
     **config_overrides,
 ) -> list[dict]:
     """Train and evaluate every combination; returns one record per run.
+
+    ``progress``: draw a bar over the runs (the command line: only when stderr is a terminal).
 
     With ``checkpoint``, the runs so far are rewritten to that JSON file after every run, so an
     interrupted grid keeps what it measured.
@@ -59,7 +63,7 @@ def run_grid(
     runs = []
     grid = [(d, s, loss, seed) for d in datasets for s in samplers for loss in losses for seed in seeds]
     loaded = {}
-    for dataset_name, sampler, loss, seed in tqdm(grid, desc="GraphCL runs", unit="run"):
+    for dataset_name, sampler, loss, seed in tqdm(grid, desc="GraphCL runs", unit="run", disable=not progress):
         if dataset_name not in loaded:
             loaded[dataset_name] = load_tu_dataset(dataset_name, root)
         config = GraphCLConfig(sampler=sampler, loss=loss, seed=seed, **config_overrides)
@@ -140,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="MUTAG, 2 epochs, 1 seed, NT-Xent: a smoke run")
     parser.add_argument("--from-json", type=Path, nargs="+", default=None, metavar="RUNS_JSON",
                         help="train nothing: tabulate and chart the runs of these graphcl_runs.json files together")
+    add_progress_flag(parser)
     args = parser.parse_args(argv)
     if args.from_json:
         return _tabulate(args.from_json, args.output_dir)
@@ -154,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.root, args.datasets, args.samplers, args.losses, range(args.first_seed, args.first_seed + args.seeds),
         epochs=args.epochs,
         batch_size=args.batch_size, k=args.k, m=args.m, restart_prob=args.restart_prob,
-        checkpoint=args.output_dir / "graphcl_runs.json",
+        checkpoint=args.output_dir / "graphcl_runs.json", progress=progress_wanted(args.no_progress),
     )
     wall = time.perf_counter() - start
     argv = list(sys.argv[1:] if argv is None else argv)

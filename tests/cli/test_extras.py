@@ -78,3 +78,13 @@ def test_require_extra_and_extra_for(monkeypatch):
     assert extra_for(ModuleNotFoundError("x", name="transformers.models")) == "text"
     assert extra_for(ModuleNotFoundError("x", name="somethingelse")) is None
     require_extra("graph", modules=("json",))  # installed: no error
+
+
+@pytest.mark.parametrize("command", [["reproduce", "graph"], ["reproduce", "text"], ["reproduce", "vision"]])
+def test_reproduce_commands_offer_no_progress(command, capsys):
+    from batchsampler.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "--no-progress" in capsys.readouterr().out
