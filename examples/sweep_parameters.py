@@ -32,7 +32,9 @@ import torch
 from batchsampler import BatchSampler, UniformBatchSampler
 from batchsampler.cli import _tour
 from batchsampler.cli.demo import load_digits_embeddings
+from batchsampler._io import write_text
 from batchsampler.diagnostics import summarize_epoch, summarize_graph
+from batchsampler.diagnostics.plots import save_png
 
 DEFAULTS = {"batch_size": 64, "k": 100, "m": 1000, "restart_prob": 0.2}
 GRID = {
@@ -169,7 +171,7 @@ def write_markdown(path: Path, static, uniform, refreshed, args, command: str) -
               f"Timings are those of this machine ({os.cpu_count()} cores, 1-minute load average "
               f"{args.load[0]:.1f} before and {args.load[1]:.1f} after the refresh runs); hardness, same-label "
               "share and accuracy do not depend on them (the runs are deterministic)."]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(path, "\n".join(lines) + "\n")  # atomic: the old file or the new one
 
 
 def plot(output: Path, static, uniform, refreshed) -> None:
@@ -200,7 +202,7 @@ def plot(output: Path, static, uniform, refreshed) -> None:
     axes[0].legend(fontsize=7)
     axes[3].legend(fontsize=7)
     figure.suptitle("BatchSampler on the digits: hardness (top) and false-negative proxy (bottom), one parameter at a time")
-    figure.savefig(output / "parameter_sweep.png", dpi=100)
+    save_png(figure, output / "parameter_sweep.png", dpi=100)
 
     figure = Figure(figsize=(10, 3.8), layout="constrained")
     for column, name in enumerate(("m", "k")):
@@ -216,7 +218,7 @@ def plot(output: Path, static, uniform, refreshed) -> None:
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.suptitle("Rule of thumb vs the graph's neighbour labels (K = 100 left, M = 1000 right)")
-    figure.savefig(output / "rule_of_thumb.png", dpi=100)
+    save_png(figure, output / "rule_of_thumb.png", dpi=100)
 
 
 if __name__ == "__main__":

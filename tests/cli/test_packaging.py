@@ -47,7 +47,8 @@ def test_integrations_import_as_a_subpackage_from_outside_the_repository(tmp_pat
     )
     assert result.returncode == 0, result.stderr
     location, name, top_level = result.stdout.split()
-    assert Path(location).resolve() == (ROOT / "integrations" / "__init__.py").resolve()
+    # The repository's folder in an editable install, site-packages/batchsampler/integrations otherwise.
+    assert Path(location).parts[-2:] == ("integrations", "__init__.py")
     assert name == "batchsampler.integrations.text"
     assert top_level == "None", "a generic top-level 'integrations' package is importable"
 
