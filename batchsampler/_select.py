@@ -311,7 +311,7 @@ def _heap_replace_top(values: np.ndarray, ids: np.ndarray, value: np.float32, no
     """Replace the minimum of a binary min-heap and restore the heap property."""
     size = values.size
     i = 0
-    while True:
+    while True:  # bounded: i becomes 2i + 1 or more each pass, so at most log2(size) + 1 passes
         child = 2 * i + 1
         if child >= size:
             break

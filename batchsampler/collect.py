@@ -129,27 +129,24 @@ def neighborhood_batch(
 
 
 def _check_batch_request(graph: ProximityGraph, used: np.ndarray, size: int) -> np.ndarray:
-    """Validate a one-batch request up front; ``used`` must have ``size`` unused entries.
-
-    Without this check the kernels below would have nothing to seed with (they would return
-    -1 and be unwound by :func:`_check_batch`); it costs one O(N) count per batch.
-    """
+    """Validate a one-batch request (``used``'s shape and dtype, ``size >= 0``)."""
     if not isinstance(used, np.ndarray):
         raise ValueError(f"used must be a NumPy bool or uint8 array, got {type(used).__name__}")
     used = _check_used(used, graph.num_nodes)
-    size = check_int("size", size, low=0)
-    free = unused_count(used)
-    if size > free:
-        raise _not_enough(free, size, "the batch needs")
+    check_int("size", size, low=0)
     return used
 
 
 def _check_batch(batch: np.ndarray, used: np.ndarray, size: int) -> None:
-    """Unwind and raise if a kernel ran out of seeds (a -1 in ``batch``; a safety net, since
-    :func:`_check_batch_request` rules it out)."""
+    """Raise, with ``used`` restored, if the kernel ran out of unused instances.
+
+    The kernels fail (``batch`` ends in -1) exactly when fewer than ``size`` instances were
+    unused: with enough of them every re-seed finds one; with too few, once the walk has taken
+    them all every step is fruitless and the next re-seed finds none. So this is the up-front
+    check ``size <= unused``, made without an O(N) count on every successful batch.
+    """
     if batch.size and batch[-1] < 0:
-        taken = batch[batch >= 0]
-        used[taken] = 0
+        used[batch[batch >= 0]] = 0
         raise _not_enough(unused_count(used), size, "the batch needs")
 
 
