@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import zipfile
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -106,7 +105,9 @@ def load_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: if it is empty, truncated, not a ``.npz`` archive, or holds pickled objects.
+        ValueError: if it is empty, truncated, damaged, not a ``.npz`` archive, or holds pickled
+            objects (whatever the zip and NumPy parsers raise is reported as this one error).
+        PermissionError, IsADirectoryError: as raised by the file system.
     """
     target = npz_path(path)
     if not os.path.exists(target):
@@ -115,12 +116,14 @@ def load_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
         raise ValueError(f"{target!r} is empty; expected {what} (.npz)")
     try:
         loaded = np.load(target, allow_pickle=False)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
-        raise ValueError(f"{target!r} is not {what} (truncated or not a .npz archive: {error})") from error
+    except (PermissionError, IsADirectoryError):
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever a damaged file makes the parsers raise
+        raise ValueError(f"{target!r} is not {what} (truncated or not a .npz archive: {error!r})") from error
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise ValueError(f"{target!r} holds a single array (.npy data); expected {what} (.npz)")
     try:
         with loaded as data:
             return {name: data[name] for name in data.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
-        raise ValueError(f"{target!r} is not {what} (truncated or unreadable member: {error})") from error
+    except Exception as error:  # noqa: BLE001 - zipfile raises BadZipFile, RuntimeError, NotImplementedError, zlib.error...
+        raise ValueError(f"{target!r} is not {what} (truncated or unreadable member: {error!r})") from error

@@ -188,12 +188,16 @@ def test_bad_files_give_one_clear_value_error(tmp_path):
     (tmp_path / "truncated.npz").write_bytes(open(good, "rb").read()[:1000])
     (tmp_path / "text.npz").write_text("hello")
     sampler.graph.save(tmp_path / "graph.npz")
+    damaged = bytearray(open(good, "rb").read())
+    central = damaged.find(b"PK\x01\x02")  # first central-directory entry: compression method 99
+    damaged[central + 10 : central + 12] = (99).to_bytes(2, "little")
+    (tmp_path / "damaged.npz").write_bytes(bytes(damaged))  # zipfile raises NotImplementedError
     np.save(tmp_path / "array.npy", np.zeros(3))
     os.replace(tmp_path / "array.npy", tmp_path / "array.npz")
     target = BatchSampler(N, B, k=5, m=30)
     before = _snapshot(target)
     for name, message in [
-        ("empty", "is empty"), ("truncated", "truncated"), ("text", "not a .npz"),
+        ("empty", "is empty"), ("truncated", "truncated"), ("text", "not a .npz"), ("damaged", "unreadable"),
         ("graph", "is a saved ProximityGraph, expected a BatchSampler checkpoint"), ("array", "single array"),
     ]:
         with pytest.raises(ValueError, match=message):
