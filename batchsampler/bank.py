@@ -134,6 +134,16 @@ class EmbeddingBank:
         """Replace the bank's contents with what :meth:`check_restore` returned."""
         self.embeddings, self.seen, self.last_update, self.updates = checked
 
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of ``(embeddings, seen)``, for a build that must not see later updates.
+
+        Raises:
+            RuntimeError: before the first :meth:`update` (there is nothing to copy).
+        """
+        if self.embeddings is None:
+            raise RuntimeError("the bank is empty: update() it before taking a snapshot")
+        return self.embeddings.copy(), self.seen.copy()
+
     def staleness(self) -> np.ndarray:
         """int64 ``[N]``: updates since each row was last written (``-1`` for rows never seen)."""
         return np.where(self.seen, self.updates - 1 - self.last_update, -1)

@@ -226,7 +226,7 @@ class GraphBatchSampler(BaseBatchSampler):
 
     def _request_background(self) -> None:
         # The snapshot keeps the build independent of updates that arrive while it runs.
-        embeddings, seen = self.bank.embeddings.copy(), self.bank.seen.copy()
+        embeddings, seen = self.bank.snapshot()
         seed = self._next_build_seed()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchsampler-graph")
