@@ -243,7 +243,7 @@ def random_distinct_neighbors(
     Returns:
         int64 ``[R, k]``.
     """
-    from ._select import partial_shuffle_rows
+    from ._distinct import partial_shuffle_rows
 
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     k = check_int("k", k, low=0)
