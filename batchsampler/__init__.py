@@ -11,6 +11,7 @@ from .bank import EmbeddingBank
 from .base import BaseBatchSampler
 from .graph_sampler import GraphBatchSampler, RefreshStats
 from .baselines import KNNBatchSampler, UniformBatchSampler
+from .feedback import FeedbackBatchSampler
 from .graph import ProximityGraph
 from .sampler import BatchSampler, scaled_graph_size
 from .walk import WalkStats
@@ -29,6 +30,7 @@ __all__ = [
     "UniformBatchSampler",
     "KNNBatchSampler",
     "BaseBatchSampler",
+    "FeedbackBatchSampler",
     "GraphBatchSampler",
     "ProximityGraph",
     "EmbeddingBank",
