@@ -55,10 +55,22 @@ def build_rows(
     shard: tuple[int, int],
     keep_scores: bool,
     show_progress: bool,
+    device: Any = None,
+    precision: Any = "float32",
 ) -> BuiltRows:
-    """Validate the arguments and compute the rows of ``shard`` (see ``build_neighbor_rows``)."""
+    """Validate the arguments and compute the rows of ``shard`` (see ``build_neighbor_rows``).
+
+    ``device`` ``None``: the NumPy build. A torch device: the build of
+    :mod:`batchsampler._torch_build` on that device (same plan, same graph up to float ties).
+    """
     check_main_process("Building a proximity graph")
-    x = to_numpy_2d("embeddings", embeddings)
+    if device is not None:
+        from . import _torch_build
+
+        device = _torch_build.resolve_device(device)
+        x = _torch_build.to_tensor_2d("embeddings", embeddings, device)
+    else:
+        x = to_numpy_2d("embeddings", embeddings)
     num_nodes = x.shape[0]
     k = check_int("k", k, low=1)
     m = check_int("m", m, low=1)
@@ -68,6 +80,10 @@ def build_rows(
         num_threads = check_int("num_threads", num_threads, low=1)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if device is not None or precision != "float32":
+        from ._torch_build import check_precision
+
+        precision = check_precision(precision, device)
     rank, world = _check_shard(shard)
     if k >= num_nodes:
         raise ValueError(f"k must be < the number of instances ({num_nodes}), got k={k}")
@@ -82,7 +98,13 @@ def build_rows(
             valid_rows = np.flatnonzero(mask)
             if valid_rows.size <= k:
                 raise ValueError(f"mask must keep more than k={k} rows, keeps {valid_rows.size}")
-            x = x[valid_rows]
+            x = x[valid_rows] if device is None else x[torch_index(valid_rows, device)]
+    if device is not None:
+        return _build_on_device(
+            x, num_nodes, valid_rows, k, m, seed=seed, backend=backend, block_size=block_size,
+            index_params=index_params, num_threads=num_threads, rank=rank, world=world,
+            keep_scores=keep_scores, show_progress=show_progress, device=device, precision=precision,
+        )
     x = _check_rows(x, num_nodes, valid_rows is not None)
 
     rng = np.random.default_rng(seed)
@@ -120,6 +142,91 @@ def build_rows(
     return BuiltRows(rows, neighbors, scores if keep_scores else None, params)
 
 
+def torch_index(rows: np.ndarray, device: Any) -> Any:
+    """``rows`` as an int64 tensor on ``device`` (for indexing a device tensor)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)).to(device)
+
+
+def _build_on_device(
+    x, num_nodes, valid_rows, k, m, *, seed, backend, block_size, index_params, num_threads,
+    rank, world, keep_scores, show_progress, device, precision,
+) -> BuiltRows:
+    """``build_rows`` for a torch tensor ``x`` on ``device`` (masked rows already taken out).
+
+    Mirrors the NumPy branch step by step: the same generator draws, in the same order, the
+    random plan (or nothing, for exact kNN), then the masked rows' random edges.
+    """
+    from . import _torch_build as tb
+
+    masked = valid_rows is not None
+    x, squares, has_zero = tb.check_rows(x, lambda zero: _warn_zero_rows(zero, x.shape[0], num_nodes, masked))
+    rng = np.random.default_rng(seed)
+    n = x.shape[0]
+    if backend == "random" and m >= n - 1:
+        backend = "exact"
+    params: dict[str, Any] = {"k": k, "m": m, "exact": backend == "exact", "backend": backend}
+    params.update(device=device.type, precision=precision)
+    with limit_threads(num_threads), tb._DeviceScope(device):
+        if backend == "random":
+            from . import _knn
+
+            size = min(block_size or _knn.default_block_size(m), m + 1)
+            plan = _knn.plan_random(n, m, rng, size)
+            blocks = list(range(rank, plan.num_blocks, world))
+            neighbors, scores = tb.random_rows(
+                x, squares, k, plan, blocks, slot_order=world > 1, precision=precision,
+                has_zero=has_zero, keep_scores=keep_scores, show_progress=show_progress,
+            )
+            rows = None
+            if world > 1:
+                slots = [np.arange(s.start, s.stop) for s in map(plan.block_rows, blocks)]
+                rows = plan.anchors[np.concatenate(slots or [np.zeros(0, np.int64)])]
+            params["block_size"] = plan.block_size
+        else:
+            from ._knn import EXACT_TILE
+
+            tiles = None if world == 1 else list(range(rank, -(-n // EXACT_TILE), world))
+            rows = _tile_rows(n, tiles)
+            if backend == "exact":
+                neighbors, scores = tb.exact_rows(
+                    tb.unit_rows(x), k, rows, precision=precision, index_params=index_params,
+                    show_progress=show_progress,
+                )
+            else:
+                from ._faiss_knn import faiss_rows
+
+                host = _normalize_rows(x.cpu().numpy())  # FAISS indexes take host arrays
+                gpu = None
+                if backend == "ivf" and device.type == "cuda" and tb.faiss_gpu_count() > 0:
+                    gpu = tb._gpu_index(device)
+                else:
+                    logger.info("backend=%r with device=%s: the FAISS index is built on the CPU", backend, device)
+                neighbors, scores = faiss_rows(
+                    host, k, backend, rows, index_params, rng, show_progress=show_progress, gpu=gpu
+                )
+                params["index_params"] = dict(index_params or {})
+            if world == 1:
+                rows = None
+    if masked:
+        rows, neighbors, scores = _add_masked_rows(
+            rows, neighbors, scores, valid_rows, num_nodes, rng, rank, world, keep_scores
+        )
+    return BuiltRows(rows, neighbors, scores if keep_scores else None, params)
+
+
+def _warn_zero_rows(zero: int, rows: int, num_nodes: int, masked: bool) -> None:
+    kept = f"the {rows} rows the mask keeps" if masked else f"{num_nodes} embedding rows"
+    logger.warning(
+        "%d of %s are all zero: they have cosine similarity 0 to everything, so their "
+        "neighbours are arbitrary and they are seldom anyone's neighbour (a node without "
+        "in-edges is only reached by a walk as a seed). Check the encoder's output, or pass "
+        "a mask that leaves out rows never filled.",
+        zero, kept,
+    )
+
+
 def _check_rows(x: np.ndarray, num_nodes: int, masked: bool) -> np.ndarray:
     """Warn about all-zero rows; return ``x``, with unit rows if its scale could overflow.
 
@@ -132,14 +239,7 @@ def _check_rows(x: np.ndarray, num_nodes: int, masked: bool) -> np.ndarray:
     squares = np.einsum("ij,ij->i", x, x, dtype=np.float64)
     zero = int(squares.size - np.count_nonzero(squares))
     if zero:
-        kept = f"the {x.shape[0]} rows the mask keeps" if masked else f"{num_nodes} embedding rows"
-        logger.warning(
-            "%d of %s are all zero: they have cosine similarity 0 to everything, so their "
-            "neighbours are arbitrary and they are seldom anyone's neighbour (a node without "
-            "in-edges is only reached by a walk as a seed). Check the encoder's output, or pass "
-            "a mask that leaves out rows never filled.",
-            zero, kept,
-        )
+        _warn_zero_rows(zero, x.shape[0], num_nodes, masked)
     if not squares.max() > np.finfo(np.float32).max / 4:  # also catches inf (float64 overflow)
         return x
     x = np.asarray(x, dtype=np.float64)

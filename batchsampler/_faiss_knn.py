@@ -44,6 +44,7 @@ def faiss_rows(
     rng: np.random.Generator,
     *,
     show_progress: bool = False,
+    gpu: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Approximate top ``k`` cosine neighbours (self excluded) of ``rows``.
 
@@ -54,6 +55,8 @@ def faiss_rows(
         rows: int64 ``[R]`` nodes to search for.
         index_params: overrides of :func:`default_index_params`.
         rng: draws the IVF training sample and k-means seed, and fills short result lists.
+        gpu: CUDA device of FAISS's GPU build for an IVF index (``None``: the CPU). HNSW has
+            no GPU version in FAISS and always runs on the CPU.
 
     Returns:
         ``(neighbors, scores)``: int32 ``[R, k]`` by decreasing similarity, float32 ``[R, k]``.
@@ -78,7 +81,14 @@ def faiss_rows(
         nlist = int(params["nlist"])
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = int(rng.integers(2**31 - 1))
+        seed = int(rng.integers(2**31 - 1))
+        index.cp.seed = seed
+        if gpu is not None:  # pragma: no cover - needs faiss-gpu
+            from ._torch_build import faiss_resources
+
+            index = faiss.index_cpu_to_gpu(faiss_resources(gpu), gpu, index)
+            if hasattr(index, "cp"):  # the GPU index trains its own k-means
+                index.cp.seed = seed
         sample = np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))
         index.train(x[sample])
         index.add(x)

@@ -114,6 +114,8 @@ class ProximityGraph:
         show_progress: bool = False,
         backend: str = "random",
         index_params: dict[str, Any] | None = None,
+        device: str | torch.device | None = None,
+        precision: str = "float32",
     ) -> ProximityGraph:
         r"""Build the graph: for every node, the ``k`` most cosine-similar of ``m`` random candidates.
 
@@ -138,23 +140,44 @@ class ProximityGraph:
                 ``"exact"`` (true kNN by blocked all-pairs products, ``O(N^2 d)``), or the
                 approximate true kNN of FAISS ``"hnsw"`` / ``"ivf"`` indexes (``m`` ignored).
             index_params: FAISS settings for ``"hnsw"`` (``M``, ``ef_construction``,
-                ``ef_search``) or ``"ivf"`` (``nlist``, ``nprobe``).
+                ``ef_search``) or ``"ivf"`` (``nlist``, ``nprobe``). With a CUDA ``device``,
+                ``"exact"`` takes ``{"faiss_gpu": None | bool}``: ``None`` (default) uses
+                FAISS's GPU kNN when FAISS's GPU build is installed (``pip install
+                'batchsampler[gpu]'``) and ``k < 2048``, else the torch path; ``True``
+                requires it; ``False`` keeps torch.
+            device: ``None`` (default): the NumPy build on the CPU. A torch device (``"cpu"``,
+                ``"cuda"``, ``"cuda:1"``, a :class:`torch.device`): the build runs in torch on
+                that device (a tensor already there is used without a host round trip) and
+                only the ``[N, k]`` int32 neighbours and float32 scores come back to the CPU.
+                The random backend uses the same candidate plan as the NumPy build (same
+                seed, same candidates), blocked GEMMs and ``torch.topk``; ``"exact"`` a
+                blocked all-pairs GEMM with a running top-``k``. Both give the NumPy graph
+                up to float rounding ties. ``"hnsw"`` always builds its FAISS index on the
+                CPU (FAISS has no GPU HNSW); ``"ivf"`` uses a FAISS GPU index when FAISS's
+                GPU build sees a GPU, else the CPU. Masked rows get their random edges on
+                the CPU, as without a device.
+            precision: GEMM precision with a ``device``: ``"float32"`` (default; on CUDA it
+                follows ``torch.backends.cuda.matmul.allow_tf32``), ``"bfloat16"`` or
+                ``"float16"`` (faster on GPUs; scores rounded to that type, so near-ties may
+                differ from float32). ``device=None`` computes in float32 only.
 
         Returns:
             The graph, with ``build_params`` recording ``k``, ``m``, ``exact``, ``backend``
-            and the seed.
+            and the seed (and ``device``, the device type, and ``precision`` with a device).
 
         Raises:
             ValueError: on non-2-D, empty or non-finite embeddings, ``k < 1``, ``k >= N``,
-                ``m < k``, a mask of the wrong shape, a mask keeping ``k`` rows or fewer, or
-                an unknown backend.
-            TypeError: on non-integer ``k``, ``m``, ``block_size``.
+                ``m < k``, a mask of the wrong shape, a mask keeping ``k`` rows or fewer, an
+                unknown backend or precision, low precision without a device, or a device
+                that is unknown or not available (CUDA without a GPU).
+            TypeError: on non-integer ``k``, ``m``, ``block_size``, or a ``device`` that is
+                neither a string nor a ``torch.device``.
             RuntimeError: inside a DataLoader worker process (FAISS/OpenMP hang after fork).
         """
         built = build_rows(
             embeddings, k, m, seed=seed, mask=mask, backend=backend, block_size=block_size,
             index_params=index_params, num_threads=num_threads, shard=(0, 1),
-            keep_scores=keep_scores, show_progress=show_progress,
+            keep_scores=keep_scores, show_progress=show_progress, device=device, precision=precision,
         )
         neighbors, scores = built.neighbors, built.scores
         if built.rows is not None:  # rows came in another order (mask): put them in node order
@@ -324,6 +347,8 @@ def build_neighbor_rows(
     index_params: dict[str, Any] | None = None,
     num_threads: int | None = None,
     show_progress: bool = False,
+    device: str | torch.device | None = None,
+    precision: str = "float32",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Compute one shard's rows of :meth:`ProximityGraph.build` (for distributed jobs).
 
@@ -339,8 +364,9 @@ def build_neighbor_rows(
 
     Args:
         embeddings: ``[N, d]`` array or tensor, identical on every shard.
-        k, m, seed, mask, backend, block_size, index_params, num_threads, show_progress: as in
-            :meth:`ProximityGraph.build`.
+        k, m, seed, mask, backend, block_size, index_params, num_threads, show_progress,
+            device, precision: as in :meth:`ProximityGraph.build` (each rank may use its own
+            device: ``"cuda:0"`` on one, ``"cuda:1"`` on another).
         shard: ``(rank, world_size)``, ``0 <= rank < world_size``.
 
     Returns:
@@ -357,7 +383,7 @@ def build_neighbor_rows(
     built = build_rows(
         embeddings, k, m, seed=seed, mask=mask, backend=backend, block_size=block_size,
         index_params=index_params, num_threads=num_threads, shard=shard,
-        keep_scores=True, show_progress=show_progress,
+        keep_scores=True, show_progress=show_progress, device=device, precision=precision,
     )
     rows = np.arange(built.neighbors.shape[0], dtype=np.int64) if built.rows is None else built.rows
     return rows.astype(np.int64), built.neighbors.astype(np.int64), built.scores
