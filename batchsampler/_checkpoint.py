@@ -229,7 +229,7 @@ class CheckpointMixin:
         """
         arrays: dict[str, np.ndarray] = {}
         if self.bank.embeddings is not None:
-            arrays["bank_embeddings"] = self.bank.embeddings
+            arrays["bank_embeddings"] = self.bank.numpy()  # a device bank is saved as NumPy
         arrays["bank_seen"] = self.bank.seen
         arrays["bank_last_update"] = self.bank.last_update
         pack_batches(arrays, "history", self._history)
@@ -242,6 +242,8 @@ class CheckpointMixin:
             "history_epoch": self._current_epoch,
             "grown_first": min(self._grown, default=None),
             "bank_updates": self.bank.updates,
+            # The device type only ("cuda", not "cuda:1"): ranks and resumed runs may use others.
+            "bank_device": None if self.bank.device is None else self.bank.device.type,
             "state": self.state_dict(),
         }
         self._save_extra(arrays, meta)
@@ -274,7 +276,7 @@ class CheckpointMixin:
         self._check_history(history, grown, grown_first, history_epoch, state, where)
         extra = self._check_extra(data, meta, where)
         # Everything is checked: apply.
-        self.bank.restore(bank)
+        self.bank.restore(bank, device_type=meta.get("bank_device"))  # to the sampler's device
         self._apply_extra(extra)
         self._apply_state(state, trusted=True)
         self._restored_history = None
