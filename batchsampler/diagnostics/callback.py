@@ -251,7 +251,7 @@ class SamplerMonitor:
         bank = self.sampler.bank
         if bank.embeddings is None:
             return None, None, "bank"
-        return bank.embeddings, bank.seen, "bank"
+        return bank.numpy(), bank.seen, "bank"  # a host copy of a device bank
 
     def _graph_summary(self) -> dict[str, Any] | None:
         graph = getattr(self.sampler, "graph", None)

@@ -136,4 +136,4 @@ def embed_graphs(model: GraphCLModel, graphs, batch_size: int = 256) -> np.ndarr
 
 def _bank_or_none(sampler):
     # Hardness is measured with the bank, i.e. the embeddings the sampler itself sees.
-    return sampler.bank.embeddings if sampler.bank.seen.all() else None
+    return sampler.bank.numpy() if sampler.bank.seen.all() else None

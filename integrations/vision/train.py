@@ -151,7 +151,7 @@ def train_simclr(train: ImageData, test: ImageData, config: SimCLRConfig, *, pro
             total += loss.item()
             sampler.update(indices, torch.cat([F.normalize(z1.detach(), dim=1), F.normalize(z2.detach(), dim=1)], dim=1))
         # Hardness is measured with the bank, i.e. the embeddings the sampler itself sees.
-        bank = sampler.bank.embeddings if sampler.bank.seen.all() else None
+        bank = sampler.bank.numpy() if sampler.bank.seen.all() else None
         summary = summarize_epoch(batches, num_images, labels=train.labels, embeddings=bank)
         train_seconds += time.perf_counter() - start
         start = time.perf_counter()
