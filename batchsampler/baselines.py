@@ -67,7 +67,7 @@ class KNNBatchSampler(GraphBatchSampler):
         k: neighbours per instance (default 100), ``1 <= k < N``.
         max_fruitless_steps: used neighbours in a row before a fresh anchor (default 64).
         refresh_every, warmup_epochs, background, swap_delay, num_threads, backend,
-            index_params: the refresh policy and graph construction of
+            index_params, device: the refresh policy, graph construction and bank device of
             :class:`~batchsampler.graph_sampler.GraphBatchSampler` (``backend`` default ``"exact"``).
         Others as in :class:`~batchsampler.BatchSampler`; ``m`` and ``restart_prob`` are
         accepted and ignored.
@@ -93,13 +93,14 @@ class KNNBatchSampler(GraphBatchSampler):
         backend: str = "exact",
         index_params: dict[str, Any] | None = None,
         distributed: bool | None = None,
+        device: Any = None,
         **unused: Any,
     ) -> None:
         super().__init__(
             data, batch_size, k=k, m=num_instances_of("data", data), refresh_every=refresh_every,
             warmup_epochs=warmup_epochs, background=background, swap_delay=swap_delay,
             num_threads=num_threads, backend=backend, index_params=index_params, replacement=replacement,
-            drop_last=drop_last, seed=seed, embeddings=embeddings, distributed=distributed,
+            drop_last=drop_last, seed=seed, embeddings=embeddings, distributed=distributed, device=device,
         )
         self.max_fruitless_steps = check_int("max_fruitless_steps", max_fruitless_steps, low=1)
         self._finish_init()

@@ -85,6 +85,10 @@ class BatchSampler(GraphBatchSampler):
         backend, index_params: graph construction (default ``"random"``, the paper's graph;
             ``"hnsw"`` / ``"ivf"`` / ``"exact"`` for the true neighbourhood), see
             :meth:`ProximityGraph.build`.
+        device: where the bank lives and graphs are built (``None``: the device of the
+            tensors given to the first :meth:`update`, the CPU for arrays; a CUDA device keeps
+            the bank and the build on that GPU), see
+            :class:`~batchsampler.graph_sampler.GraphBatchSampler`.
         distributed, bank_dtype: see :class:`~batchsampler.base.BaseBatchSampler`.
 
     Raises:
@@ -120,13 +124,14 @@ class BatchSampler(GraphBatchSampler):
         index_params: dict[str, Any] | None = None,
         distributed: bool | None = None,
         bank_dtype: Any = np.float32,
+        device: Any = None,
     ) -> None:
         super().__init__(
             data, batch_size, k=k, m=m, refresh_every=refresh_every, warmup_epochs=warmup_epochs,
             background=background, swap_delay=swap_delay, num_threads=num_threads,
             backend=backend, index_params=index_params,
             replacement=replacement, drop_last=drop_last, seed=seed, embeddings=embeddings,
-            distributed=distributed, bank_dtype=bank_dtype,
+            distributed=distributed, bank_dtype=bank_dtype, device=device,
         )
         self.restart_prob = check_probability("restart_prob", restart_prob)
         if restart_prob_schedule not in ("constant", "decay") and not callable(restart_prob_schedule):
