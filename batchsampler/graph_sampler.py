@@ -29,6 +29,7 @@ import numpy as np
 from ._build import BACKENDS
 from ._checkpoint import meta_int
 from ._validation import check_int
+from .bank import EmbeddingBank
 from .base import GRAPH_STREAM, BaseBatchSampler, check_bool
 from .graph import ProximityGraph, build_neighbor_rows
 
@@ -96,12 +97,23 @@ class GraphBatchSampler(BaseBatchSampler):
             the paper's ``m`` random candidates), ``"exact"``, or FAISS ``"hnsw"`` / ``"ivf"``
             (approximate true kNN for large ``N``; ``m`` ignored).
         index_params: FAISS settings for ``"hnsw"`` / ``"ivf"`` (see :meth:`ProximityGraph.build`).
+        device: where the bank lives and graphs are built. ``None`` (default): the device of
+            the tensors passed to the first :meth:`update` (or the constructor's
+            ``embeddings``), the CPU for arrays. On the CPU the bank is a NumPy array and the
+            build the NumPy one, as without the option. On a CUDA device (``"cuda"``,
+            ``"cuda:1"``, a ``torch.device``) the bank is a tensor there (``bank_dtype``
+            float32 or float16), updates stay there, graphs are built there (see
+            ``device`` in :meth:`ProximityGraph.build`) and only the int32 neighbour table
+            comes to the CPU for the walks. Ranks may use different GPUs; the bank and the
+            graph are the same on every rank either way. (:meth:`refresh_from` passes its
+            encodings as arrays: with ``None`` they do not move the bank to a GPU.)
         **kwargs: see :class:`~batchsampler.base.BaseBatchSampler`.
 
     Raises:
         ValueError: ``k < 1``, ``k >= N``, ``m < k``, ``refresh_every < 1``, ``warmup_epochs < 0``,
-            ``swap_delay < 0``, ``num_threads < 1``, an unknown ``backend``.
-        TypeError: ``index_params`` not a dict.
+            ``swap_delay < 0``, ``num_threads < 1``, an unknown ``backend``, an unknown or
+            unavailable ``device`` (CUDA without a GPU).
+        TypeError: ``index_params`` not a dict, ``device`` neither a string nor a ``torch.device``.
     """
 
     def __init__(
@@ -118,13 +130,20 @@ class GraphBatchSampler(BaseBatchSampler):
         num_threads: int | None = None,
         backend: str = "random",
         index_params: dict[str, Any] | None = None,
+        device: Any = None,
         **kwargs: Any,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if index_params is not None and not isinstance(index_params, dict):
             raise TypeError(f"index_params must be a dict or None, got {type(index_params).__name__}")
+        if device is not None:
+            from ._torch_build import resolve_device
+
+            device = resolve_device(device)
         super().__init__(data, batch_size, **kwargs)
+        self.device = device
+        self.bank = EmbeddingBank(self.num_instances, dtype=self.bank.dtype, device=device)
         self.k = check_int("k", k, low=1)
         self.m = check_int("m", m, low=1)
         if self.k >= self.num_instances:
@@ -202,6 +221,27 @@ class GraphBatchSampler(BaseBatchSampler):
         self._request_background()
         return True
 
+    def update(self, indices: Any, embeddings: Any) -> None:
+        """Store fresh embeddings of ``indices`` (e.g. from the training forward pass).
+
+        In distributed mode this is a collective: every rank must call it with its own batch,
+        and every rank's bank receives the rows of all ranks.
+
+        Args:
+            indices: ``[n]`` dataset indices of the batch (tensor, array or list).
+            embeddings: ``[n, d]`` embeddings (tensor on any device and float dtype, or array);
+                detached and copied to the bank, on the sampler's ``device`` (with
+                ``device=None`` the first call's tensors decide it).
+
+        Raises:
+            ValueError: on indices outside ``[0, N)``, mismatched row count, non-finite values
+                (after the cast to ``bank_dtype``: float16 overflows above 65504).
+            RuntimeError: in distributed mode, when the ranks' ``update`` calls are out of step.
+        """
+        # Decided before a distributed all-gather turns the tensors into arrays.
+        self.bank.settle_device(embeddings)
+        super().update(indices, embeddings)
+
     def _enough_seen(self) -> bool:
         seen = self.bank.num_seen
         if seen <= self.k:
@@ -264,11 +304,12 @@ class GraphBatchSampler(BaseBatchSampler):
         if not (sharded and self.dist.enabled):
             return ProximityGraph.build(
                 embeddings, self.k, self.m, seed=seed, mask=mask, num_threads=self.num_threads,
-                backend=self.backend, index_params=self.index_params,
+                backend=self.backend, index_params=self.index_params, device=self.bank.build_device,
             )
         rows, neighbors, scores = build_neighbor_rows(
             embeddings, self.k, self.m, seed=seed, shard=(self.dist.rank, self.dist.world_size), mask=mask,
             num_threads=self.num_threads, backend=self.backend, index_params=self.index_params,
+            device=self.bank.build_device,
         )
         rows = self.dist.all_gather_rows(rows)
         full_neighbors = np.empty((self.num_instances, self.k), dtype=np.int64)
@@ -328,6 +369,8 @@ class GraphBatchSampler(BaseBatchSampler):
             "k": self.k, "m": self.m, "refresh_every": self.refresh_every, "warmup_epochs": self.warmup_epochs,
             "background": self.background, "swap_delay": self.swap_delay, "backend": self.backend,
             "index_params": self.index_params,
+            # The kind only: ranks use different GPUs (cuda:0, cuda:1), which is no mismatch.
+            "device": None if self.device is None else ("cpu" if self.device.type == "cpu" else "accelerator"),
         }
 
     def _extra_state(self) -> dict[str, Any]:
