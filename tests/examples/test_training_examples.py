@@ -74,7 +74,4 @@ def test_accelerate_prepare():
     assert result["history"][-1]["graph_version"] > 0
 
 
-def test_lightning_sets_epochs_through_the_sampler_child():
-    result = _load("train_lightning.py")["main"](["--quick"])
-    assert result["epochs_started"] == [0, 1]
-    assert result["graph_version"] > 0
+# The Lightning recipe (1 process, 2 gloo processes) is tested in test_lightning_recipe.py.
