@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from torch.utils.data import Sampler
@@ -46,6 +46,9 @@ class FeedbackBatchSampler(Sampler[list[int]]):
             ``BatchSamplerShard``: HF ``Trainer`` and sentence-transformers under DDP).
         max_pending: batches yielded but not yet fed back that are kept (default 4096). The
             oldest are dropped beyond it, with a warning: nobody is calling :meth:`update`.
+        transform: optional ``iterator of batches -> iterator of batches`` applied to each
+            epoch of the wrapped sampler before anything is recorded (e.g. a repair that moves
+            rows between nearby batches). It must yield as many batches as it receives.
 
     ``len()``, ``set_epoch`` (also through the ``.sampler`` child that Lightning and accelerate
     call), ``state_dict`` / ``load_state_dict``, ``refresh`` and the statistics are those of the
@@ -56,12 +59,22 @@ class FeedbackBatchSampler(Sampler[list[int]]):
         ValueError: if ``replicas`` or ``max_pending`` is below 1.
     """
 
-    def __init__(self, sampler: Any, *, replicas: int = 1, max_pending: int = 4096) -> None:
+    def __init__(
+        self,
+        sampler: Any,
+        *,
+        replicas: int = 1,
+        max_pending: int = 4096,
+        transform: Callable[[Iterator[list[int]]], Iterator[list[int]]] | None = None,
+    ) -> None:
         if not callable(getattr(sampler, "update", None)):
             raise TypeError(f"sampler must be a sampler of batchsampler (with update()), got {type(sampler).__name__}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable or None, got {type(transform).__name__}")
         self.base_sampler = sampler
         self.replicas = check_int("replicas", replicas, low=1)
         self.max_pending = check_int("max_pending", max_pending, low=1)
+        self.transform = transform
         self.sampler = sampler.sampler  # the child whose set_epoch frameworks call
         self._pending: collections.deque[list[int]] = collections.deque()
         self.fed_back = 0
@@ -78,6 +91,8 @@ class FeedbackBatchSampler(Sampler[list[int]]):
 
     def _iterate(self) -> Iterator[list[int]]:
         inner = iter(self.base_sampler)
+        if self.transform is not None:
+            inner = self.transform(inner)
         started = False
         for batch in inner:
             if not started:
