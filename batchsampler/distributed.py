@@ -5,9 +5,12 @@ Every rank runs the same sampler with the same seed and computes the same global
 batch is therefore one hard-to-distinguish set, split across ranks. ``update`` all-gathers the
 embeddings of every rank's batch so that all banks, and hence all graphs, stay identical.
 
-Collectives happen only in the main process, in calls that every rank makes in the same order
-(``update``, blocking ``refresh``, ``refresh_from``, the sampler's constructor); background graph
-builds never communicate: each rank builds the same graph from the same bank snapshot.
+Collectives on the training process group happen only in the main thread, in calls that every
+rank makes in the same order (``update``, blocking ``refresh``, ``refresh_from``, the sampler's
+constructor). Background graph builds are sharded too: each rank computes ``1 / world_size`` of
+the rows in its build thread and the ranks exchange them over a gloo group the graph sampler
+creates for itself in its constructor (:class:`BuildGroup`), never over the training group.
+Ranks on one node share the resulting table in shared memory (:mod:`batchsampler._shared`).
 
 **Arguments that must match.** The constructor compares, across ranks, every argument that
 shapes the batch stream or the graph (seed, N, batch size, k, m, restart probability, backend,
@@ -37,8 +40,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import numbers
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,11 +54,16 @@ import torch.distributed as dist
 
 from ._validation import to_index_array, to_numpy_2d
 
-__all__ = ["DistributedContext"]
+__all__ = ["BuildGroup", "DistributedContext"]
+
+logger = logging.getLogger(__name__)
 
 # Every control exchange is one all-gather of an int64 header [operation, a, b, c], whatever the
 # operation, so that two ranks in different calls still pair up and can tell each other so.
 _OP_IDENTICAL, _OP_UPDATE, _OP_CHECK, _OP_ROWS = 1, 2, 3, 4
+# The sampler's build group (see BuildGroup): its creation on the training group, then the
+# phases of one background build on the build group itself.
+_OP_GROUP, _OP_BUILD, _OP_SHARE, _OP_FILL, _OP_FILLED = 5, 6, 7, 8, 9
 _HEADER = 4
 _MAX_SHOWN = 80  # characters of a value shown in an error message
 
@@ -301,6 +311,20 @@ class DistributedContext:
                 + f" (every rank must call {what}() at every step)"
             )
 
+    def new_build_group(self) -> BuildGroup | None:
+        """A private gloo group for background graph builds (``None`` when not distributed).
+
+        A collective on this (the training) group: every rank must call it at the same point,
+        the graph sampler's constructor. It starts with the usual header exchange, so ranks
+        that are elsewhere (e.g. constructing another kind of sampler) raise instead of waiting.
+        The new group gets this group's timeout (torch's default for new groups is 30 minutes).
+        """
+        if not self.enabled:
+            return None
+        self._exchange(_OP_GROUP, 0, 0, 0, "creating a graph sampler's build group")
+        group = dist.new_group(backend="gloo", timeout=_group_timeout(self.group))
+        return BuildGroup(DistributedContext(dist.get_rank(group), dist.get_world_size(group), group))
+
     # ------------------------------------------------------------------ data exchanges
 
     def all_gather_rows(self, array: np.ndarray) -> np.ndarray:
@@ -389,3 +413,147 @@ class DistributedContext:
             )
         dtype = np.float64 if any(h[3] for h in headers) else np.float32
         return self.all_gather_rows(rows), self.all_gather_rows(values.astype(dtype, copy=False))
+
+
+def _group_timeout(group: Any) -> Any:
+    """The timeout ``group`` was created with, or ``None`` (torch's default) if it cannot be read."""
+    try:
+        device = torch.device("cuda") if dist.get_backend(group) == "nccl" else torch.device("cpu")
+        return group._get_backend(device).options._timeout
+    except Exception:  # noqa: BLE001  (private torch API: fall back to the default)
+        return None
+
+
+class BuildGroup:
+    """The sampler's own gloo group, on CPU tensors, for the rows of background graph builds.
+
+    Created in the graph sampler's constructor (:meth:`DistributedContext.new_build_group`) and
+    used only by the build thread: the training loop's collectives (NCCL or gloo, on the
+    training group) are never touched, and the main thread never waits on this group (it waits
+    for a build only at the build's swap point, if the build is late). Every rank requests the
+    same builds at the same produced batch and only one is pending at a time, so the build
+    threads of all ranks make the same calls in the same order. As on the training group, every
+    collective starts with a header exchange ``[operation, build number, failed, value]``: ranks
+    at different builds, or a rank whose part of a build failed, make every rank raise the same
+    ``RuntimeError`` rather than leave the others waiting.
+    """
+
+    def __init__(self, context: DistributedContext) -> None:
+        self.context = context
+
+    @property
+    def rank(self) -> int:
+        return self.context.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.context.world_size
+
+    def _step(self, op: int, build: int, error: BaseException | None, value: int, doing: str) -> list[int]:
+        """One header exchange of a build; every rank's ``value``.
+
+        Raises:
+            RuntimeError: on every rank, if the ranks are at different builds, or if ``error``
+                is set on some rank (naming each failed rank and its error).
+        """
+        headers = self.context._exchange(op, build, int(error is not None), value, doing)
+        builds = [h[1] for h in headers]
+        if len(set(builds)) > 1:
+            raise RuntimeError(
+                "background graph builds out of step across ranks: "
+                + _per_rank_text(builds, "{ranks} at build {value}", first="{ranks} {is} at build {value}")
+                + " (builds counted from 0; every rank must request background builds at the same points)"
+            )
+        if any(h[2] for h in headers):
+            text = None if error is None else f"{type(error).__name__}: {error}"
+            texts = self.context._gather_objects(text)
+            failures = [f"{_ranks_text(ranks)} raised {value}" for value, ranks in _grouped(texts) if value is not None]
+            raise RuntimeError("; ".join(failures)) from error
+        return [h[3] for h in headers]
+
+    def gather_graph(
+        self,
+        build: int,
+        num_nodes: int,
+        k: int,
+        shard: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+        error: BaseException | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """The full ``[N, k]`` neighbour and score tables of build ``build``, from every rank's shard.
+
+        Every rank passes its shard's ``(rows, neighbors, scores)`` (as from
+        :func:`~batchsampler.graph.build_neighbor_rows`), or ``error`` if computing it failed:
+        a failed rank still takes part, and every rank then raises. Ranks on one node (that see
+        the same ``/dev/shm``) write their rows straight into one table in shared memory (see
+        :mod:`batchsampler._shared`), so their rows need no exchange; rows of ranks with another
+        table (other nodes, or shared memory unavailable) are all-gathered over this group.
+
+        Returns:
+            int32 and float32 ``[N, k]`` tables (views of the node's shared table, or private
+            arrays) and ``{"shared": path or None, "sharing": ranks mapping the table}``.
+
+        Raises:
+            RuntimeError: on every rank, if a rank's shard failed (naming it and its error) or
+                the ranks are at different builds.
+        """
+        from . import _shared
+
+        doing = f"in background graph build {build}"
+        self._step(_OP_BUILD, build, error, 0, doing)
+        rows, neighbors, scores = shard
+        node = None
+        if _shared.enabled():
+            try:
+                node = _shared.node_key()
+            except OSError:
+                node = None
+        everyone = self.context._gather_objects({"node": node, "token": secrets.token_hex(8)})
+        mates = [r for r, e in enumerate(everyone) if node is not None and e["node"] == node]
+        leader = mates[0] if len(mates) > 1 else None
+        name = None if leader is None else _shared.segment_name(everyone[leader]["token"], build)
+        table = None
+        try:
+            if leader == self.rank:
+                try:
+                    table = _shared.SharedTable.create(name, num_nodes, k)
+                except OSError as caught:
+                    logger.warning("graph table not shared between this node's ranks (%s): each keeps a copy", caught)
+            created = self._step(_OP_SHARE, build, None, int(table is not None), doing)
+            if leader is not None and leader != self.rank and created[leader]:
+                try:
+                    table = _shared.SharedTable.attach(name, num_nodes, k)
+                except OSError as caught:
+                    logger.warning("cannot map the node's shared graph table (%s): this rank keeps a copy", caught)
+            failure = None
+            full_neighbors = full_scores = None
+            try:
+                if table is None:
+                    full_neighbors = np.empty((num_nodes, k), dtype=np.int32)
+                    full_scores = np.empty((num_nodes, k), dtype=np.float32)
+                else:
+                    full_neighbors, full_scores = table.indices, table.scores
+                full_neighbors[rows] = neighbors
+                full_scores[rows] = scores
+            except Exception as caught:  # noqa: BLE001  (reported to every rank)
+                failure = caught
+            code = _digest(name)[0] & 0x3FFFFFFFFFFFFFFF if table is not None else -1 - self.rank
+            # A barrier too: every rank has written its rows and mapped its table.
+            codes = self._step(_OP_FILL, build, failure, code, doing)
+        finally:
+            if table is not None and leader == self.rank:
+                table.unlink()  # every mate has mapped it (or given up): the name is no longer needed
+        if len(set(codes)) > 1:  # some table lacks rows other ranks computed: all-gather them
+            all_rows = self.context.all_gather_rows(rows)
+            all_neighbors = self.context.all_gather_rows(np.asarray(neighbors, dtype=np.int32))
+            all_scores = self.context.all_gather_rows(np.asarray(scores, dtype=np.float32))
+            failure = None
+            if codes.index(code) == self.rank:  # one writer per table; its mates read after the barrier
+                try:
+                    full_neighbors[all_rows] = all_neighbors
+                    full_scores[all_rows] = all_scores
+                except Exception as caught:  # noqa: BLE001
+                    failure = caught
+            del all_rows, all_neighbors, all_scores
+            self._step(_OP_FILLED, build, failure, 0, doing)
+        info = {"shared": None if table is None else table.path, "sharing": codes.count(code)}
+        return full_neighbors, full_scores, info

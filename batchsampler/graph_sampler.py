@@ -31,6 +31,7 @@ from ._checkpoint import meta_int
 from ._validation import check_int
 from .bank import EmbeddingBank
 from .base import GRAPH_STREAM, BaseBatchSampler, check_bool
+from .distributed import BuildGroup
 from .graph import ProximityGraph, build_neighbor_rows
 
 __all__ = ["GraphBatchSampler", "RefreshStats"]
@@ -59,6 +60,12 @@ class _PendingBuild:
     swap_at: int
     future: Future | None = None
     result: tuple[ProximityGraph, float] | None = None
+    cpu_seconds: float = 0.0
+    """CPU time of the build thread (``time.thread_time``), set when the build finishes."""
+    rows: int | None = None
+    """Rows this process computed (a sharded build: about ``N / world_size``)."""
+    shared: str | None = None
+    """The shared-memory table the graph lives in (its name is unlinked once mapped), if any."""
 
     def get(self) -> tuple[ProximityGraph, float]:
         """The graph and its build seconds, waiting for the build if needed.
@@ -166,6 +173,9 @@ class GraphBatchSampler(BaseBatchSampler):
         self._pending: _PendingBuild | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._epoch_start_version = 0
+        # Distributed mode: background builds are sharded over a gloo group of the sampler's own
+        # (a collective: every rank creates it here, at the same point). None on one process.
+        self._build_group: BuildGroup | None = self.dist.new_build_group()
 
     # ------------------------------------------------------------------ graph
 
@@ -267,15 +277,54 @@ class GraphBatchSampler(BaseBatchSampler):
     def _request_background(self) -> None:
         # The snapshot keeps the build independent of updates that arrive while it runs.
         embeddings, seen = self.bank.snapshot()
+        build_number = self._builds_requested
         seed = self._next_build_seed()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchsampler-graph")
+        pending = _PendingBuild(self._produced_total + self.swap_delay)
 
         def build() -> tuple[ProximityGraph, float]:
-            start = time.perf_counter()
-            return self._build_graph(embeddings, seen, seed), time.perf_counter() - start
+            start, cpu = time.perf_counter(), time.thread_time()
+            if self._build_group is None:
+                graph = self._build_graph(embeddings, seen, seed)
+            else:
+                graph = self._build_sharded_in_background(embeddings, seen, seed, build_number, pending)
+            pending.cpu_seconds = time.thread_time() - cpu
+            return graph, time.perf_counter() - start
 
-        self._pending = _PendingBuild(self._produced_total + self.swap_delay, future=self._executor.submit(build))
+        pending.future = self._executor.submit(build)
+        self._pending = pending
+
+    def _build_sharded_in_background(
+        self, embeddings: np.ndarray, seen: np.ndarray, seed: np.random.SeedSequence, build_number: int,
+        pending: _PendingBuild,
+    ) -> ProximityGraph:
+        """In the build thread: this rank's ``1 / world_size`` of the rows, exchanged over the build group.
+
+        Gives the graph of a single build with the same seed (the random backend: bit for bit).
+        Every rank takes part in the exchange even when its own part failed, so that a failure
+        on any rank raises the same ``RuntimeError`` on every rank (at the swap), never a hang.
+        Ranks on one node share one table in shared memory (see :mod:`batchsampler._shared`).
+        """
+        group = self._build_group
+        mask = None if seen.all() else seen
+        shard, error = None, None
+        try:
+            shard = build_neighbor_rows(
+                embeddings, self.k, self.m, seed=seed, shard=(group.rank, group.world_size), mask=mask,
+                num_threads=self.num_threads, backend=self.backend, index_params=self.index_params,
+            )
+            pending.rows = int(shard[0].size)
+        except Exception as caught:  # noqa: BLE001  (every rank raises it, see gather_graph)
+            error = caught
+        neighbors, scores, info = group.gather_graph(build_number, self.num_instances, self.k, shard, error)
+        del shard
+        pending.shared = info["shared"]
+        params = {
+            "k": self.k, "m": self.m, "exact": self.m >= self.num_instances - 1, "shards": group.world_size,
+            "backend": self.backend,
+        }
+        return ProximityGraph.from_neighbors(neighbors, scores, build_params=params)
 
     def _swap_pending(self, force: bool = False) -> None:
         pending = self._pending
@@ -288,7 +337,10 @@ class GraphBatchSampler(BaseBatchSampler):
         self.refresh_stats.builds += 1
         self.refresh_stats.build_seconds += build_seconds
         self.set_graph(graph)
-        logger.info("graph v%d built in the background in %.2fs", self.graph_version, build_seconds)
+        logger.info(
+            "graph v%d built in the background in %.2fs (%.2f CPU s in the build thread%s)", self.graph_version,
+            build_seconds, pending.cpu_seconds, "" if pending.rows is None else f", {pending.rows} rows on this rank",
+        )
 
     def _build_graph(
         self, embeddings: np.ndarray, seen: np.ndarray, seed: np.random.SeedSequence, *, sharded: bool = False
@@ -323,7 +375,12 @@ class GraphBatchSampler(BaseBatchSampler):
         return ProximityGraph.from_neighbors(full_neighbors, full_scores, build_params=params)
 
     def close(self) -> None:
-        """Wait for a pending background build (without swapping) and stop the build thread."""
+        """Wait for a pending background build (without swapping) and stop the build thread.
+
+        A graph in shared memory (distributed background builds) has no name left to remove by
+        then: its name is unlinked as soon as the node's ranks have mapped it, and its memory is
+        freed when the last graph object using it is (the kernel keeps it while any rank maps it).
+        """
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -478,6 +535,10 @@ class GraphBatchSampler(BaseBatchSampler):
         # first and kept as a result, so the copy swaps it in at the same batch.
         state = self.__dict__.copy()
         state["_executor"] = None
+        # The build group cannot be copied (a copy could not join its collectives): a copy's
+        # background builds are whole-graph builds on each rank. Graph arrays in shared memory
+        # pickle as ordinary (private) arrays.
+        state["_build_group"] = None
         if self._pending is not None:
             state["_pending"] = _PendingBuild(self._pending.swap_at, result=self._pending.get())
         return state

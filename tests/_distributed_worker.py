@@ -208,3 +208,246 @@ def update_out_of_step(rank, world_size, out_dir):
     else:
         message = _outcome(sampler.refresh, blocking=True)
     _finish(rank, out_dir, {"error": message})
+
+
+# ---------------------------------------------------------------------- background builds (test_distributed_build.py)
+
+
+def _count_shards(calls):
+    """Wrap the build_neighbor_rows that graph samplers call; record the shard and rows of every call."""
+    from batchsampler import graph_sampler
+
+    original = graph_sampler.build_neighbor_rows
+
+    def counting(*args, **kwargs):
+        rows, neighbors, scores = original(*args, **kwargs)
+        calls.append({"shard": list(kwargs.get("shard", (0, 1))), "rows": rows.tolist()})
+        return rows, neighbors, scores
+
+    graph_sampler.build_neighbor_rows = counting
+    return original
+
+
+def _fake_nodes(rank, nodes):
+    """Make this rank believe it is on node ``nodes[rank]`` (ranks on "other nodes" exchange rows over gloo)."""
+    if nodes is None:
+        return
+    from batchsampler import _shared
+
+    _shared.node_key = lambda: f"test-node-{nodes[rank]}"
+
+
+def _shm_maps():
+    """``{path: inode}`` of the shared graph tables this process maps (from /proc/self/maps)."""
+    found = {}
+    with open("/proc/self/maps") as handle:
+        for line in handle:
+            parts = line.split()
+            if len(parts) >= 6 and "/dev/shm/batchsampler-" in parts[5]:
+                found[parts[5]] = int(parts[4])
+    return found
+
+
+def _digest(graph):
+    return None if graph is None else hashlib.sha1(graph.indices.tobytes() + graph.scores.tobytes()).hexdigest()
+
+
+def background_stream(rank, world_size, out_dir, config):
+    """Train with scheduled background builds, distributed and on one process; record streams and swaps."""
+    from batchsampler import BatchSampler
+
+    _init(rank, world_size, out_dir)
+    calls = []
+    try:
+        _fake_nodes(rank, config.get("nodes"))
+        n, batch_size, epochs = config["n"], config["batch_size"], config["epochs"]
+        embeddings = _embeddings(n)
+        kwargs = config["kwargs"]
+
+        def run(sampler):
+            stream, versions, step = [], [], 0
+            for _ in range(epochs):
+                for batch in sampler:
+                    versions.append(sampler.graph_version)
+                    sampler.update(batch, embeddings[batch] + 0.01 * step)
+                    step += 1
+                stream.append([list(b) for b in sampler._history])
+            return stream, versions
+
+        _count_shards(calls)
+        distributed_sampler = BatchSampler(n, batch_size, **kwargs)
+        stream, versions = run(distributed_sampler)
+        distributed_calls, calls[:] = list(calls), []
+        single_sampler = BatchSampler(n, batch_size * world_size, distributed=False, **kwargs)
+        single_stream, single_versions = run(single_sampler)
+        result = {
+            "stream": stream, "versions": versions, "single_stream": single_stream, "single_versions": single_versions,
+            "graph": _digest(distributed_sampler.graph), "single_graph": _digest(single_sampler.graph),
+            "builds": distributed_sampler.refresh_stats.builds, "requested": distributed_sampler._builds_requested,
+            "calls": distributed_calls,
+            "single_calls": [c["shard"] for c in calls],
+        }
+        distributed_sampler.close()
+        single_sampler.close()
+    except Exception as error:  # reported to the test, which asserts on it
+        result = {"error": f"{type(error).__name__}: {error}"}
+    _finish(rank, out_dir, result)
+
+
+def _filled_sampler(rank, world_size, n, embeddings, share, **kwargs):
+    """A BatchSampler whose bank holds the first ``share`` of the rows (every rank updates a slice)."""
+    from batchsampler import BatchSampler
+
+    sampler = BatchSampler(n, 4, swap_delay=2, **kwargs)
+    rows = np.arange(int(n * share))
+    local = rows[rank::world_size][: len(rows) // world_size]  # equal counts on every rank
+    sampler.update(local, embeddings[local])
+    return sampler
+
+
+def _background_graph(sampler):
+    """Request a background build, wait for it and swap it in; the pending build's record."""
+    assert sampler.refresh(blocking=False) is True
+    pending = sampler._pending
+    pending.get()
+    sampler._swap_pending(force=True)
+    return pending
+
+
+def background_checks(rank, world_size, out_dir):
+    """Background builds against single builds (every backend), shared tables, copies, failures."""
+    import copy
+    import gc
+    import mmap
+    import pickle
+
+    from batchsampler import ProximityGraph
+    from batchsampler.base import GRAPH_STREAM
+
+    _init(rank, world_size, out_dir)
+    out = {"backends": {}}
+    n, seed = 400, 13
+    embeddings = _embeddings(n)
+    try:
+        calls = []
+        _count_shards(calls)
+        for backend, share in (("random", 1.0), ("random", 0.8), ("exact", 1.0), ("hnsw", 1.0), ("ivf", 1.0)):
+            sampler = _filled_sampler(
+                rank, world_size, n, embeddings, share, k=6, m=40, seed=seed, backend=backend, num_threads=1
+            )
+            calls.clear()
+            pending = _background_graph(sampler)
+            snapshot_seed = np.random.SeedSequence([seed, GRAPH_STREAM, 0])
+            seen = sampler.bank.seen
+            single = ProximityGraph.build(
+                sampler.bank.embeddings, 6, 40, seed=snapshot_seed, mask=None if seen.all() else seen,
+                backend=backend, num_threads=1,
+            )
+            graph = sampler.graph
+            out["backends"][f"{backend}-{share}"] = {
+                "digest": _digest(graph),
+                "indices_equal": bool(np.array_equal(graph.indices, single.indices)),
+                "scores_equal": bool(np.array_equal(graph.scores, single.scores, equal_nan=True)),
+                "rows_equal": float(np.mean(np.all(graph.neighbors == single.neighbors, axis=1))),
+                "calls": calls[:],
+                "pending_rows": pending.rows,
+            }
+            sampler.close()
+        # Shared memory: one table on the node, its name gone once mapped, freed with the graph.
+        sampler = _filled_sampler(rank, world_size, n, embeddings, 1.0, k=6, m=40, seed=seed)
+        first = _background_graph(sampler)
+        maps = _shm_maps()
+        out["shared"] = first.shared
+        out["shared_inode"] = maps.get(first.shared)
+        dist.barrier()  # the creator unlinks the name as its own build returns, so after its get()
+        out["shared_exists_after_build"] = first.shared is not None and os.path.exists(first.shared)
+        def in_mmap(array):
+            while isinstance(array, np.ndarray):
+                array = array.base
+            return isinstance(array, memoryview) and isinstance(array.obj, mmap.mmap)
+
+        out["graph_in_mmap"] = in_mmap(sampler.graph.indices) and in_mmap(sampler.graph.scores)
+        # Copies are private: pickle and deepcopy give arrays of their own, equal to the shared ones.
+        state = sampler.__getstate__()
+        out["state_group"] = state["_build_group"] is None and sampler._build_group is not None
+        for name, copied in (("pickle", pickle.loads(pickle.dumps(sampler.graph))),
+                             ("deepcopy", copy.deepcopy(sampler.graph))):
+            out[f"{name}_private"] = bool(
+                not in_mmap(copied.indices) and not in_mmap(copied.scores)
+                and np.array_equal(copied.indices, sampler.graph.indices)
+                and np.array_equal(copied.scores, sampler.graph.scores)
+            )
+        # A new graph replaces the old one: the old table is unmapped once nothing refers to it
+        # (here: the sampler, the state and the finished pending build held it).
+        first_name = first.shared
+        del state, first, copied
+        second = _background_graph(sampler)
+        second_name = second.shared
+        del second
+        gc.collect()
+        maps = _shm_maps()
+        out["second_shared"] = second_name
+        out["old_still_mapped"] = first_name in maps
+        out["new_mapped"] = second_name in maps
+        sampler.close()
+        out["exists_after_close"] = any(os.path.exists(p) for p in (first_name, second_name))
+        # Disabled shared memory: private tables, the same graph.
+        os.environ["BATCHSAMPLER_SHARED_MEMORY"] = "0"
+        private = _filled_sampler(rank, world_size, n, embeddings, 1.0, k=6, m=40, seed=seed)
+        pending = _background_graph(private)
+        out["private_shared"] = pending.shared
+        out["private_equal"] = _digest(private.graph) == out["backends"]["random-1.0"]["digest"]
+        del os.environ["BATCHSAMPLER_SHARED_MEMORY"]
+        private.close()
+    except Exception as error:  # reported to the test, which asserts on it
+        import traceback
+
+        out["error"] = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
+    _finish(rank, out_dir, out)
+
+
+def background_failures(rank, world_size, out_dir):
+    """A build that fails on rank 1 raises on every rank at the swap; builds out of step raise too."""
+    from batchsampler import graph_sampler
+
+    _init(rank, world_size, out_dir)
+    out = {}
+    n = 200
+    embeddings = _embeddings(n)
+    try:
+        sampler = _filled_sampler(rank, world_size, n, embeddings, 1.0, k=5, m=30, seed=3)
+        original = graph_sampler.build_neighbor_rows
+        if rank == 1:
+            def failing(*args, **kwargs):
+                raise ValueError("no memory left on rank 1")
+
+            graph_sampler.build_neighbor_rows = failing
+        assert sampler.refresh(blocking=False) is True
+        swap_at = sampler._pending.swap_at
+        produced, message = 0, None
+        try:
+            for _ in sampler:
+                produced += 1
+        except RuntimeError as error:
+            message = str(error)
+        graph_sampler.build_neighbor_rows = original
+        out["failure"] = message
+        out["failed_at"] = [produced, swap_at]
+        # Still in step afterwards: the next build works everywhere.
+        pending = _background_graph(sampler)
+        out["after"] = _digest(sampler.graph)
+        out["after_rows"] = pending.rows
+        # Ranks that request different builds (here: different build counters) raise, never hang.
+        if rank == 0:
+            sampler._builds_requested += 1
+        try:
+            _background_graph(sampler)
+            out["out_of_step"] = None
+        except RuntimeError as error:
+            out["out_of_step"] = str(error)
+        sampler.close()
+    except Exception as error:  # reported to the test, which asserts on it
+        import traceback
+
+        out["error"] = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
+    _finish(rank, out_dir, out)
