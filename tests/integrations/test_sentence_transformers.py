@@ -159,3 +159,45 @@ def test_small_evaluation_sets_get_a_plain_batch_sampler():
     hard = HardBatches()
     sampler = hard(_pairs(6), batch_size=8, drop_last=False)
     assert [list(b) for b in sampler] == [list(range(6))]
+
+
+def test_two_gloo_processes_train_on_one_global_hard_batch_per_step(tiny_model_dir, tmp_path):
+    """2 CPU processes under DDP (gloo), the trainer's defaults otherwise: each rank gets its own
+    slice of every global batch, the slices partition the epoch, banks and graphs stay equal."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    worker = Path(__file__).with_name("_st_ddp_worker.py")
+    processes = []
+    for rank in range(2):
+        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WANDB_DISABLED="true", OMP_NUM_THREADS="1",
+                   TOKENIZERS_PARALLELISM="false")
+        processes.append(subprocess.Popen([sys.executable, str(worker), tiny_model_dir, str(tmp_path)], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=300)[0])
+    finally:
+        for process in processes:
+            process.kill()
+    for rank, (process, output) in enumerate(zip(processes, outputs)):
+        assert process.returncode == 0, f"rank {rank} failed:\n{output[-3000:]}"
+    results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    r0, r1 = results
+    assert r0["world_size"] == r1["world_size"] == 2
+    # sentence-transformers forces dataloader_drop_last=True under DDP: 90 // 16 = 5 global batches.
+    assert r0["batches_per_epoch"] == r1["batches_per_epoch"] == r0["sampler_len"] == 5
+    assert len(r0["consumed"]) == len(r1["consumed"]) == 2 * 5  # 2 epochs, every batch fed back
+    for epoch in range(2):
+        rows = [i for r in results for batch in r["consumed"][5 * epoch : 5 * epoch + 5] for i in batch]
+        assert len(rows) == len(set(rows)) == 80  # the ranks' slices partition the epoch's 5 x 16 rows
+    assert r0["bank"] == r1["bank"]  # all-gathered feedback: identical banks on both ranks
+    assert r0["builds"] == r1["builds"] >= 1 and r0["graph"] == r1["graph"] is not None
