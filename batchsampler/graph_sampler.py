@@ -277,7 +277,7 @@ class GraphBatchSampler(BaseBatchSampler):
     def _request_background(self) -> None:
         # The snapshot keeps the build independent of updates that arrive while it runs.
         embeddings, seen = self.bank.snapshot()
-        build_number = self._builds_requested
+        build_number, device = self._builds_requested, self.bank.build_device
         seed = self._next_build_seed()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchsampler-graph")
@@ -288,7 +288,7 @@ class GraphBatchSampler(BaseBatchSampler):
             if self._build_group is None:
                 graph = self._build_graph(embeddings, seen, seed)
             else:
-                graph = self._build_sharded_in_background(embeddings, seen, seed, build_number, pending)
+                graph = self._build_sharded_in_background(embeddings, seen, seed, build_number, device, pending)
             pending.cpu_seconds = time.thread_time() - cpu
             return graph, time.perf_counter() - start
 
@@ -296,7 +296,7 @@ class GraphBatchSampler(BaseBatchSampler):
         self._pending = pending
 
     def _build_sharded_in_background(
-        self, embeddings: np.ndarray, seen: np.ndarray, seed: np.random.SeedSequence, build_number: int,
+        self, embeddings: Any, seen: np.ndarray, seed: np.random.SeedSequence, build_number: int, device: Any,
         pending: _PendingBuild,
     ) -> ProximityGraph:
         """In the build thread: this rank's ``1 / world_size`` of the rows, exchanged over the build group.
@@ -312,7 +312,7 @@ class GraphBatchSampler(BaseBatchSampler):
         try:
             shard = build_neighbor_rows(
                 embeddings, self.k, self.m, seed=seed, shard=(group.rank, group.world_size), mask=mask,
-                num_threads=self.num_threads, backend=self.backend, index_params=self.index_params,
+                num_threads=self.num_threads, backend=self.backend, index_params=self.index_params, device=device,
             )
             pending.rows = int(shard[0].size)
         except Exception as caught:  # noqa: BLE001  (every rank raises it, see gather_graph)
