@@ -82,6 +82,7 @@ class FeedbackBatchSampler(Sampler[list[int]]):
         self.dropped = 0
         """Recorded batches dropped unfed (past ``max_pending``, or left over from an epoch that
         was abandoned before its end)."""
+        self._unrecorded = 0  # batches still to yield without recording (see skip_next)
 
     def __len__(self) -> int:
         return len(self.base_sampler) * self.replicas
@@ -101,7 +102,10 @@ class FeedbackBatchSampler(Sampler[list[int]]):
                 started = True
                 self.dropped += len(self._pending)
                 self._pending.clear()
-            self._pending.append(list(batch))
+            if self._unrecorded:
+                self._unrecorded -= 1
+            else:
+                self._pending.append(list(batch))
             if len(self._pending) > self.max_pending:
                 self._pending.popleft()
                 self.dropped += 1
@@ -158,6 +162,12 @@ class FeedbackBatchSampler(Sampler[list[int]]):
         for _ in range(count):
             self._pending.popleft()
         self.dropped += count
+
+    def skip_next(self, count: int) -> None:
+        """Do not record the next ``count`` batches yielded: the loader will skip them without a
+        loss call (a trainer resuming mid-epoch replays and discards the batches it had trained
+        on, as HF ``Trainer`` does with ``skip_first_batches``)."""
+        self._unrecorded = check_int("count", count, low=0)
 
     # Everything else is the wrapped sampler's.
     def set_epoch(self, epoch: int) -> None:

@@ -46,7 +46,7 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError('batchsampler.integrations.hf needs transformers: pip install "batchsampler[trainers]"') from error
 
-__all__ = ["HardBatchesMixin", "HardBatchesTrainer", "default_embeddings"]
+__all__ = ["HardBatchesMixin", "HardBatchesTrainer", "batches_skipped_on_resume", "default_embeddings"]
 
 
 def default_embeddings(outputs: Any, inputs: Any) -> torch.Tensor:
@@ -155,9 +155,25 @@ class HardBatchesTrainer(HardBatchesMixin, Trainer):
     """``transformers.Trainer`` on hard batches (see :class:`HardBatchesMixin`)."""
 
 
+def batches_skipped_on_resume(args: Any, state: Any, batches_per_epoch: int) -> int:
+    """Batches a ``Trainer`` resuming at ``state.global_step`` replays and discards before its
+    first training step (its own arithmetic: ``skip_first_batches`` of the steps trained in the
+    current epoch, times the gradient accumulation)."""
+    if getattr(args, "ignore_data_skip", False) or not state.global_step:
+        return 0
+    accumulation = max(1, args.gradient_accumulation_steps)
+    updates_per_epoch = max(batches_per_epoch // accumulation + int(batches_per_epoch % accumulation > 0), 1)
+    return (state.global_step % updates_per_epoch) * accumulation
+
+
 class _StatisticsCallback(TrainerCallback):
     def __init__(self, trainer: HardBatchesMixin) -> None:
         self.trainer = trainer
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, train_dataloader: Any = None, **kwargs: Any) -> None:
+        feedback = self.trainer.hard_batches
+        if feedback is not None and train_dataloader is not None:
+            feedback.skip_next(batches_skipped_on_resume(args, state, len(train_dataloader)))
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         feedback = self.trainer.hard_batches

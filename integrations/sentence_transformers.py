@@ -72,6 +72,7 @@ from torch.utils.data import SequentialSampler
 
 from batchsampler import BatchSampler, FeedbackBatchSampler, scaled_graph_size
 from batchsampler._validation import check_int
+from batchsampler.integrations.hf import batches_skipped_on_resume
 
 try:
     from transformers import TrainerCallback
@@ -298,6 +299,7 @@ class HardBatchesCallback(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, train_dataloader: Any = None, **kwargs: Any) -> None:
         self.hard._activate(train_dataloader)
+        self.hard.feedback.skip_next(batches_skipped_on_resume(args, state, len(train_dataloader)))
         steps_per_epoch = max(1, math.ceil(len(train_dataloader) / max(1, args.gradient_accumulation_steps)))
         self._warmup = self.hard.warmup_steps if self.hard.warmup_steps is not None else steps_per_epoch
 

@@ -88,3 +88,26 @@ def test_default_embeddings_and_bad_arguments():
         default_embeddings({"logits": torch.zeros(2, 2)}, {})
     with pytest.raises(TypeError, match="batch_sampler must be"):
         HardBatchesTrainer(model=Contrastive(), batch_sampler=3)
+
+
+def test_a_resumed_run_pairs_embeddings_with_the_right_batches(tmp_path):
+    """The trainer replays and discards the batches it had trained on: none is fed back."""
+    os.environ.setdefault("WANDB_DISABLED", "true")
+
+    def trainer(resume):
+        args = TrainingArguments(output_dir=str(tmp_path), num_train_epochs=2, per_device_train_batch_size=B,
+                                 save_strategy="steps", save_steps=20, report_to=[], use_cpu=True,
+                                 remove_unused_columns=False, disable_tqdm=True, seed=3)
+        return HardBatchesTrainer(
+            model=Contrastive(), args=args, train_dataset=Points(),
+            data_collator=lambda items: {"x": torch.stack([item["x"] for item in items])},
+            batch_sampler=lambda dataset: BatchSampler(dataset, B, k=5, m=30, seed=3),
+        )
+
+    first = trainer(False)
+    first.train()
+    resumed = trainer(True)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-20"))  # epoch 1, batch 5 of 15
+    feedback = resumed.hard_batches
+    assert resumed.state.global_step == 30
+    assert feedback.fed_back == 10 and feedback.pending == 0  # the 5 replayed batches were not recorded
