@@ -201,3 +201,11 @@ def test_two_gloo_processes_train_on_one_global_hard_batch_per_step(tiny_model_d
         assert len(rows) == len(set(rows)) == 80  # the ranks' slices partition the epoch's 5 x 16 rows
     assert r0["bank"] == r1["bank"]  # all-gathered feedback: identical banks on both ranks
     assert r0["builds"] == r1["builds"] >= 1 and r0["graph"] == r1["graph"] is not None
+
+
+def test_refresh_encode_every_rebuilds_from_a_full_encoding_pass(tiny_model_dir, tmp_path):
+    hard = HardBatches(refresh_every=1000, warmup_steps=1000, refresh_encode_every=4, lockstep_batches=1)
+    hard, trainer = _train(tiny_model_dir, tmp_path, hard=hard, epochs=1)
+    sampler = hard.feedback.base_sampler
+    assert sampler.refresh_stats.builds == 12 // 4  # steps 4, 8, 12; the schedule itself never fires
+    assert sampler.bank.seen.all() and sampler.graph is not None
