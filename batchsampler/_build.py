@@ -5,6 +5,9 @@ Backends: ``"random"`` (the paper's graph: top ``k`` of ``m`` random candidates,
 GEMMs), ``"exact"`` (all-pairs blocked GEMM; used automatically when ``m >= N - 1``),
 ``"hnsw"`` and ``"ivf"`` (approximate kNN with FAISS indexes, for the true neighbourhood at
 large ``N``).
+
+With a ``device`` the work runs in torch on that device (:mod:`batchsampler._torch_build`):
+same validation, same random plan and generator draws, same result arrays on the CPU.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ def build_rows(
     if device is not None:
         from . import _torch_build
 
-        device = _torch_build.resolve_device(device)
+        device = _torch_build.build_device(device, embeddings)
         x = _torch_build.to_tensor_2d("embeddings", embeddings, device)
     else:
         x = to_numpy_2d("embeddings", embeddings)

@@ -90,6 +90,17 @@ def resolve_device(device: Any) -> torch.device:
     return resolved
 
 
+def build_device(device: Any, embeddings: Any) -> torch.device:
+    """:func:`resolve_device`, with the index of a bare ``"cuda"`` filled in: the device of
+    ``embeddings`` when it is a CUDA tensor (no copy between GPUs), else the current one."""
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and resolved.index is None:
+        if isinstance(embeddings, torch.Tensor) and embeddings.is_cuda:
+            return embeddings.device
+        return torch.device("cuda", torch.cuda.current_device())
+    return resolved
+
+
 def check_precision(precision: Any, device: torch.device | None) -> str:
     """``precision`` as one of :data:`PRECISIONS` (torch dtypes accepted).
 
