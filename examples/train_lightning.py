@@ -107,7 +107,7 @@ class SimCLRModule(L.LightningModule):
             rank=self.global_rank, world_size=self.trainer.world_size, len=len(sampler),
             num_instances=sampler.num_instances, global_batch_size=sampler.global_batch_size,
             builds=sampler.refresh_stats.builds,
-            bank_sha1=hashlib.sha1(sampler.bank.embeddings.tobytes()).hexdigest(),
+            bank_sha1=hashlib.sha1(sampler.bank.numpy().tobytes()).hexdigest(),
             graph_sha1=None if sampler.graph is None else hashlib.sha1(sampler.graph.indices.tobytes()).hexdigest(),
         )
         if self.report_dir is not None:
