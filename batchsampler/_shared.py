@@ -5,9 +5,10 @@ the score table (float32 ``[N, k]``) into one file under ``/dev/shm`` that the r
 map (``MAP_SHARED``). Lifetime follows POSIX semantics and never depends on a call being made:
 
 * The node's lowest rank creates the file (``O_EXCL``, mode 0600, a random name agreed over the
-  sampler's build group) and reserves its pages with ``posix_fallocate``, so a ``/dev/shm``
-  too small for the table (Docker's default is 64 MB) fails there with ``ENOSPC``, and the ranks
-  fall back to private tables, instead of a ``SIGBUS`` at the first write.
+  sampler's build group); every rank of the node then reserves a slice of its pages with
+  ``posix_fallocate`` (the cost of zeroing the table is split), so a ``/dev/shm`` too small for
+  the table (Docker's default is 64 MB) fails there with ``ENOSPC`` and the node's ranks fall
+  back to private tables, instead of a ``SIGBUS`` at the first write.
 * As soon as every rank of the node has mapped it, the creator unlinks the name. The memory
   lives on exactly as long as some array still refers to it: the graph being walked, a graph a
   user kept, a pending graph. When the last one is garbage collected, the mapping is closed
@@ -79,56 +80,83 @@ def _table_bytes(num_rows: int, k: int) -> int:
 class SharedTable:
     """An int32 neighbour table and a float32 score table, ``[num_rows, k]`` each, in one file.
 
-    Use :meth:`create` (one process per node) and :meth:`attach` (the others). ``indices`` and
-    ``scores`` are writable views of the mapping; the mapping is closed when the last array
-    referring to it is freed.
+    One process per node :meth:`create`\ s the file, the others :meth:`attach` to it; then each
+    of the ``parts`` processes :meth:`reserve`\ s its slice of the pages (so the zeroing of the
+    table is split between them), and each :meth:`map`\ s it. ``indices`` and ``scores`` are then
+    writable views of the mapping, which is closed when the last array referring to it is freed.
     """
 
     def __init__(self, path: str, fd: int, num_rows: int, k: int) -> None:
-        size = _table_bytes(num_rows, k)
-        info = os.fstat(fd)
-        if info.st_size != size:
-            raise OSError(f"shared graph table {path} has {info.st_size} bytes, expected {size}")
-        buffer = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
-        count = num_rows * k
         self.path = path
+        self.size = _table_bytes(num_rows, k)
+        self.shape = (num_rows, k)
+        info = os.fstat(fd)
+        if info.st_size != self.size:
+            os.close(fd)
+            raise OSError(f"shared graph table {path} has {info.st_size} bytes, expected {self.size}")
         self.inode = (info.st_dev, info.st_ino)
-        self.indices = np.frombuffer(buffer, dtype=np.int32, count=count).reshape(num_rows, k)
-        self.scores = np.frombuffer(buffer, dtype=np.float32, count=count, offset=4 * count).reshape(num_rows, k)
+        self._fd: int | None = fd
+        self.indices: np.ndarray | None = None
+        self.scores: np.ndarray | None = None
 
     @classmethod
     def create(cls, name: str, num_rows: int, k: int) -> SharedTable:
-        """Create the file, reserve its memory and map it.
+        """Create the file (its pages are not reserved yet: see :meth:`reserve`).
 
         Raises:
-            OSError: if it exists already or ``/dev/shm`` has no room (nothing is left behind).
+            OSError: if it exists already or cannot be created (nothing is left behind).
         """
         path = os.path.join(SHM_DIR, name)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         with _lock:
             _created.add(path)
         try:
-            os.posix_fallocate(fd, 0, _table_bytes(num_rows, k))
-            return cls(path, fd, num_rows, k)
+            os.ftruncate(fd, _table_bytes(num_rows, k))
         except BaseException:
+            os.close(fd)
             unlink(path)
             raise
-        finally:
-            os.close(fd)
+        return cls(path, fd, num_rows, k)
 
     @classmethod
     def attach(cls, name: str, num_rows: int, k: int) -> SharedTable:
-        """Map a table another process created.
+        """Open a table another process created.
 
         Raises:
             OSError: if it does not exist (e.g. on another machine) or has the wrong size.
         """
         path = os.path.join(SHM_DIR, name)
-        fd = os.open(path, os.O_RDWR)
+        return cls(path, os.open(path, os.O_RDWR), num_rows, k)
+
+    def reserve(self, part: int, parts: int) -> None:
+        """Allocate slice ``part`` of ``parts`` of the pages (``posix_fallocate``).
+
+        Raises:
+            OSError: ``ENOSPC`` if ``/dev/shm`` has no room for it (a write there would ``SIGBUS``).
+        """
+        pages = -(-self.size // mmap.PAGESIZE)
+        start = pages * part // parts * mmap.PAGESIZE
+        stop = min(self.size, pages * (part + 1) // parts * mmap.PAGESIZE)
+        if stop > start:
+            os.posix_fallocate(self._fd, start, stop - start)
+
+    def map(self) -> None:
+        """Map the (reserved) table and close the file descriptor."""
+        # MAP_POPULATE: the pages are mapped in one go, not faulted in one by one by the writes.
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
         try:
-            return cls(path, fd, num_rows, k)
+            buffer = mmap.mmap(self._fd, self.size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
-            os.close(fd)
+            self.close()
+        count = self.shape[0] * self.shape[1]
+        self.indices = np.frombuffer(buffer, dtype=np.int32, count=count).reshape(self.shape)
+        self.scores = np.frombuffer(buffer, dtype=np.float32, count=count, offset=4 * count).reshape(self.shape)
+
+    def close(self) -> None:
+        """Close the file descriptor if still open (a mapping stays valid)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def unlink(self) -> None:
         """Remove the name (mappings stay valid until their arrays are freed)."""

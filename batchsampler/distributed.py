@@ -63,7 +63,7 @@ logger = logging.getLogger(__name__)
 _OP_IDENTICAL, _OP_UPDATE, _OP_CHECK, _OP_ROWS = 1, 2, 3, 4
 # The sampler's build group (see BuildGroup): its creation on the training group, then the
 # phases of one background build on the build group itself.
-_OP_GROUP, _OP_BUILD, _OP_SHARE, _OP_FILL, _OP_FILLED = 5, 6, 7, 8, 9
+_OP_GROUP, _OP_BUILD, _OP_SHARE, _OP_RESERVE, _OP_FILL, _OP_FILLED = 5, 6, 7, 8, 9, 10
 _HEADER = 4
 _MAX_SHOWN = 80  # characters of a value shown in an error message
 
@@ -511,11 +511,11 @@ class BuildGroup:
         mates = [r for r, e in enumerate(everyone) if node is not None and e["node"] == node]
         leader = mates[0] if len(mates) > 1 else None
         name = None if leader is None else _shared.segment_name(everyone[leader]["token"], build)
-        table = None
+        table = created_here = None  # this rank's shared table; the one it created (and unlinks)
         try:
             if leader == self.rank:
                 try:
-                    table = _shared.SharedTable.create(name, num_nodes, k)
+                    table = created_here = _shared.SharedTable.create(name, num_nodes, k)
                 except OSError as caught:
                     logger.warning("graph table not shared between this node's ranks (%s): each keeps a copy", caught)
             created = self._step(_OP_SHARE, build, None, int(table is not None), doing)
@@ -523,7 +523,28 @@ class BuildGroup:
                 try:
                     table = _shared.SharedTable.attach(name, num_nodes, k)
                 except OSError as caught:
+                    logger.warning("cannot open the node's shared graph table (%s): this rank keeps a copy", caught)
+            # Every rank of the node reserves (and so zeroes) its slice of the pages. The node
+            # shares the table only if all of them could: a write to an unreserved page of a full
+            # /dev/shm would kill the process with SIGBUS.
+            reserved = 0
+            if table is not None:
+                try:
+                    table.reserve(mates.index(self.rank), len(mates))
+                    reserved = 1
+                except OSError as caught:
+                    logger.warning("no room for the shared graph table (%s): each rank keeps a copy", caught)
+            reserved_by = self._step(_OP_RESERVE, build, None, reserved, doing)
+            if table is not None and not all(reserved_by[r] for r in mates):
+                table.close()
+                table = None
+            if table is not None:
+                try:
+                    table.map()
+                except OSError as caught:  # its mates still share it; this rank gets the rows by all-gather
                     logger.warning("cannot map the node's shared graph table (%s): this rank keeps a copy", caught)
+                    table.close()
+                    table = None
             failure = None
             full_neighbors = full_scores = None
             try:
@@ -540,8 +561,10 @@ class BuildGroup:
             # A barrier too: every rank has written its rows and mapped its table.
             codes = self._step(_OP_FILL, build, failure, code, doing)
         finally:
-            if table is not None and leader == self.rank:
-                table.unlink()  # every mate has mapped it (or given up): the name is no longer needed
+            if table is not None:
+                table.close()  # (mapped: already closed)
+            if created_here is not None:
+                created_here.unlink()  # every mate has mapped it (or given up): the name is no longer needed
         if len(set(codes)) > 1:  # some table lacks rows other ranks computed: all-gather them
             all_rows = self.context.all_gather_rows(rows)
             all_neighbors = self.context.all_gather_rows(np.asarray(neighbors, dtype=np.int32))

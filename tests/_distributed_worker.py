@@ -214,17 +214,18 @@ def update_out_of_step(rank, world_size, out_dir):
 
 
 def _count_shards(calls):
-    """Wrap the build_neighbor_rows that graph samplers call; record the shard and rows of every call."""
+    """Wrap the build_rows of sharded background builds; record the shard and rows of every call."""
     from batchsampler import graph_sampler
 
-    original = graph_sampler.build_neighbor_rows
+    original = graph_sampler.build_rows
 
     def counting(*args, **kwargs):
-        rows, neighbors, scores = original(*args, **kwargs)
-        calls.append({"shard": list(kwargs.get("shard", (0, 1))), "rows": rows.tolist()})
-        return rows, neighbors, scores
+        built = original(*args, **kwargs)
+        rows = np.arange(built.neighbors.shape[0]) if built.rows is None else built.rows
+        calls.append({"shard": list(kwargs["shard"]), "rows": rows.tolist()})
+        return built
 
-    graph_sampler.build_neighbor_rows = counting
+    graph_sampler.build_rows = counting
     return original
 
 
@@ -399,6 +400,23 @@ def background_checks(rank, world_size, out_dir):
         out["private_equal"] = _digest(private.graph) == out["backends"]["random-1.0"]["digest"]
         del os.environ["BATCHSAMPLER_SHARED_MEMORY"]
         private.close()
+        # No room in /dev/shm for rank 1's slice (ENOSPC): the node falls back to private tables.
+        import errno
+
+        from batchsampler import _shared
+
+        reserve = _shared.SharedTable.reserve
+        if rank == 1:
+            def no_space(self, part, parts):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            _shared.SharedTable.reserve = no_space
+        full = _filled_sampler(rank, world_size, n, embeddings, 1.0, k=6, m=40, seed=seed)
+        pending = _background_graph(full)
+        _shared.SharedTable.reserve = reserve
+        out["nospace_shared"] = pending.shared
+        out["nospace_equal"] = _digest(full.graph) == out["backends"]["random-1.0"]["digest"]
+        full.close()
     except Exception as error:  # reported to the test, which asserts on it
         import traceback
 
@@ -416,12 +434,12 @@ def background_failures(rank, world_size, out_dir):
     embeddings = _embeddings(n)
     try:
         sampler = _filled_sampler(rank, world_size, n, embeddings, 1.0, k=5, m=30, seed=3)
-        original = graph_sampler.build_neighbor_rows
+        original = graph_sampler.build_rows
         if rank == 1:
             def failing(*args, **kwargs):
                 raise ValueError("no memory left on rank 1")
 
-            graph_sampler.build_neighbor_rows = failing
+            graph_sampler.build_rows = failing
         assert sampler.refresh(blocking=False) is True
         swap_at = sampler._pending.swap_at
         produced, message = 0, None
@@ -430,7 +448,7 @@ def background_failures(rank, world_size, out_dir):
                 produced += 1
         except RuntimeError as error:
             message = str(error)
-        graph_sampler.build_neighbor_rows = original
+        graph_sampler.build_rows = original
         out["failure"] = message
         out["failed_at"] = [produced, swap_at]
         # Still in step afterwards: the next build works everywhere.

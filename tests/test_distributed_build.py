@@ -80,6 +80,8 @@ def test_background_graphs_match_single_builds_and_share_one_table(tmp_path):
         assert not result["exists_after_close"]
         # BATCHSAMPLER_SHARED_MEMORY=0: private tables, the same graph.
         assert result["private_shared"] is None and result["private_equal"]
+        # No room in /dev/shm on one rank: private tables on both, the same graph.
+        assert result["nospace_shared"] is None and result["nospace_equal"]
     assert _same_on_every_rank(results, "second_shared") != shared
     assert not os.path.exists(shared)
 
