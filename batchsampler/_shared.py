@@ -80,10 +80,11 @@ def _table_bytes(num_rows: int, k: int) -> int:
 class SharedTable:
     """An int32 neighbour table and a float32 score table, ``[num_rows, k]`` each, in one file.
 
-    One process per node :meth:`create`\ s the file, the others :meth:`attach` to it; then each
-    of the ``parts`` processes :meth:`reserve`\ s its slice of the pages (so the zeroing of the
-    table is split between them), and each :meth:`map`\ s it. ``indices`` and ``scores`` are then
-    writable views of the mapping, which is closed when the last array referring to it is freed.
+    One process per node creates the file (:meth:`create`), the others open it (:meth:`attach`);
+    then each of the ``parts`` processes reserves its slice of the pages (:meth:`reserve`: the
+    zeroing of the table is split between them) and maps it (:meth:`map`). ``indices`` and
+    ``scores`` are then writable views of the mapping, which is closed when the last array
+    referring to it is freed.
     """
 
     def __init__(self, path: str, fd: int, num_rows: int, k: int) -> None:
