@@ -11,6 +11,8 @@ constructor). Background graph builds are sharded too: each rank computes ``1 / 
 the rows in its build thread and the ranks exchange them over a gloo group the graph sampler
 creates for itself in its constructor (:class:`BuildGroup`), never over the training group.
 Ranks on one node share the resulting table in shared memory (:mod:`batchsampler._shared`).
+Set ``BATCHSAMPLER_BUILD_GROUP=0`` on every rank to do without that group (each rank then builds
+whole graphs in the background), and ``BATCHSAMPLER_SHARED_MEMORY=0`` to keep tables private.
 
 **Arguments that must match.** The constructor compares, across ranks, every argument that
 shapes the batch stream or the graph (seed, N, batch size, k, m, restart probability, backend,
@@ -43,6 +45,7 @@ import json
 import logging
 import math
 import numbers
+import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -318,8 +321,11 @@ class DistributedContext:
         the graph sampler's constructor. It starts with the usual header exchange, so ranks
         that are elsewhere (e.g. constructing another kind of sampler) raise instead of waiting.
         The new group gets this group's timeout (torch's default for new groups is 30 minutes).
+
+        With the environment variable ``BATCHSAMPLER_BUILD_GROUP=0`` (on every rank) no group is
+        made and background builds are whole-graph builds on every rank, as before sharding.
         """
-        if not self.enabled:
+        if not self.enabled or os.environ.get("BATCHSAMPLER_BUILD_GROUP", "1").strip() == "0":
             return None
         self._exchange(_OP_GROUP, 0, 0, 0, "creating a graph sampler's build group")
         group = dist.new_group(backend="gloo", timeout=_group_timeout(self.group))

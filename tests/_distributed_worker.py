@@ -455,6 +455,16 @@ def background_failures(rank, world_size, out_dir):
         pending = _background_graph(sampler)
         out["after"] = _digest(sampler.graph)
         out["after_rows"] = pending.rows
+        # BATCHSAMPLER_BUILD_GROUP=0: no build group, every rank builds whole graphs (as before).
+        os.environ["BATCHSAMPLER_BUILD_GROUP"] = "0"
+        calls = []
+        _count_shards(calls)
+        whole = _filled_sampler(rank, world_size, n, embeddings, 1.0, k=5, m=30, seed=3)
+        del os.environ["BATCHSAMPLER_BUILD_GROUP"]
+        _background_graph(whole)
+        out["no_group"] = [whole._build_group is None, len(calls), _digest(whole.graph)]
+        graph_sampler.build_rows = original
+        whole.close()
         # Ranks that request different builds (here: different build counters) raise, never hang.
         if rank == 0:
             sampler._builds_requested += 1

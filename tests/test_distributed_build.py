@@ -96,6 +96,9 @@ def test_a_build_failing_on_one_rank_raises_on_every_rank_at_the_swap(tmp_path):
         assert produced == swap_at  # raised where the swap was due, not earlier
     assert _same_on_every_rank(results, "after") is not None  # the next build works on every rank
     assert sum(r["after_rows"] for r in results) == 200 and all(r["after_rows"] < 200 for r in results)
+    # Without the build group: no sharded calls, the same graph on both ranks (each built it whole).
+    no_group = _same_on_every_rank(results, "no_group")
+    assert no_group[:2] == [True, 0] and no_group[2] is not None
     out_of_step = _same_on_every_rank(results, "out_of_step")
     assert out_of_step.startswith(
         "background graph build failed: background graph builds out of step across ranks: rank 0 is at build 3 and "
