@@ -356,7 +356,8 @@ class GraphBatchSampler(BaseBatchSampler):
         ``sharded`` (inline builds in distributed mode only, where every rank makes the same
         call): each rank computes the rows of its share of anchor blocks and the rows are
         all-gathered, giving the same graph as a single build in ``1 / world_size`` of the time.
-        Background builds never communicate: each rank builds the whole graph itself.
+        Background builds are sharded separately, in the build thread and over the sampler's
+        own gloo group (:meth:`_build_sharded_in_background`).
         """
         mask = None if seen.all() else seen
         if not (sharded and self.dist.enabled):
