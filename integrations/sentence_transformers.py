@@ -52,9 +52,9 @@ How the pieces fit:
   ``replicas``). Feedback ``update`` calls are collectives: every rank's loss runs once per
   micro-batch, so they stay in step.
 
-Evaluation datasets: the trainer calls the batch sampler for them too; they get the same kind
-of sampler (uniform batches, as no embeddings ever reach it), or a plain sequential batch
-sampler when they hold fewer rows than one global batch.
+Evaluation datasets: the trainer calls the batch sampler for them too. Once training has
+started they get uniform batches (a :class:`~batchsampler.UniformBatchSampler`, no graph), or a
+plain sequential batch sampler when they hold fewer rows than one global batch.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ from torch import nn
 from torch.utils.data import BatchSampler as TorchBatchSampler
 from torch.utils.data import SequentialSampler
 
-from batchsampler import BatchSampler, FeedbackBatchSampler, scaled_graph_size
+from batchsampler import BatchSampler, FeedbackBatchSampler, UniformBatchSampler, scaled_graph_size
 from batchsampler._validation import check_int
 from batchsampler.integrations.hf import batches_skipped_on_resume
 
@@ -169,6 +169,10 @@ class HardBatches:
         if batch_size * world > n:
             # An evaluation set smaller than one global batch: nothing to sample.
             return TorchBatchSampler(SequentialSampler(range(n)), batch_size, drop_last)
+        if self.feedback is not None:
+            # Training has started: this is an evaluation set. Uniform batches, and no graph
+            # machinery (a distributed graph sampler would open a gloo build group per call).
+            return FeedbackBatchSampler(UniformBatchSampler(n, batch_size, drop_last=drop_last, seed=seed), replicas=world)
         k, m = scaled_graph_size(n, self.k, self.m)
         sampler = BatchSampler(
             n, batch_size, k=min(k, n - 1), m=max(m, min(k, n - 1)), restart_prob=self.restart_prob,

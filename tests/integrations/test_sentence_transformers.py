@@ -209,3 +209,11 @@ def test_refresh_encode_every_rebuilds_from_a_full_encoding_pass(tiny_model_dir,
     sampler = hard.feedback.base_sampler
     assert sampler.refresh_stats.builds == 12 // 4  # steps 4, 8, 12; the schedule itself never fires
     assert sampler.bank.seen.all() and sampler.graph is not None
+
+
+def test_evaluation_sets_after_training_started_get_uniform_batches(tiny_model_dir, tmp_path):
+    hard, trainer = _train(tiny_model_dir, tmp_path, epochs=1)
+    evaluation = hard(_pairs(40, seed=1), batch_size=8, drop_last=False, seed=5)
+    assert type(evaluation.base_sampler).__name__ == "UniformBatchSampler"
+    assert sorted(i for b in evaluation for i in b) == list(range(40))
+    assert type(hard.feedback.base_sampler).__name__ == "BatchSampler"  # training keeps its sampler
