@@ -232,22 +232,8 @@ class GraphBatchSampler(BaseBatchSampler):
         return True
 
     def update(self, indices: Any, embeddings: Any) -> None:
-        """Store fresh embeddings of ``indices`` (e.g. from the training forward pass).
-
-        In distributed mode this is a collective: every rank must call it with its own batch,
-        and every rank's bank receives the rows of all ranks.
-
-        Args:
-            indices: ``[n]`` dataset indices of the batch (tensor, array or list).
-            embeddings: ``[n, d]`` embeddings (tensor on any device and float dtype, or array);
-                detached and copied to the bank, on the sampler's ``device`` (with
-                ``device=None`` the first call's tensors decide it).
-
-        Raises:
-            ValueError: on indices outside ``[0, N)``, mismatched row count, non-finite values
-                (after the cast to ``bank_dtype``: float16 overflows above 65504).
-            RuntimeError: in distributed mode, when the ranks' ``update`` calls are out of step.
-        """
+        """As :meth:`BaseBatchSampler.update`; the rows are stored on the sampler's ``device``
+        (with ``device=None``, the first call's tensors decide it)."""
         # Decided before a distributed all-gather turns the tensors into arrays.
         self.bank.settle_device(embeddings)
         super().update(indices, embeddings)
