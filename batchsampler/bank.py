@@ -191,13 +191,16 @@ class EmbeddingBank:
         cast = values.to(torch.float32 if self.dtype == np.float32 else torch.float16)
         low, high = torch.aminmax(cast)
         if not bool(torch.isfinite(low) & torch.isfinite(high)):
-            limit = float(np.finfo(self.dtype).max)
-            raise ValueError(
-                f"{name} holds values outside the range of the bank's dtype {self.dtype} (|x| <= {limit:.6g}): "
-                f"largest |value| {float(values.abs().max()):.6g}. Scale the embeddings (cosine similarity "
-                "ignores scale) or use a wider bank_dtype"
-            )
+            raise self._range_error(name, float(values.abs().max()))
         return cast
+
+    def _range_error(self, name: str, largest: float) -> ValueError:
+        limit = float(np.finfo(self.dtype).max)
+        return ValueError(
+            f"{name} holds values outside the range of the bank's dtype {self.dtype} (|x| <= {limit:.6g}): "
+            f"largest |value| {largest:.6g}. Scale the embeddings (cosine similarity ignores scale) or use "
+            "a wider bank_dtype"
+        )
 
     def _cast(self, name: str, values: np.ndarray) -> np.ndarray:
         """``values`` in the bank's dtype, checked finite *after* the cast (float16 overflows
@@ -205,12 +208,7 @@ class EmbeddingBank:
         with np.errstate(over="ignore"):  # overflow is reported below, with the dtype's range
             cast = values.astype(self.dtype, copy=False)
         if not (np.isfinite(cast.min()) and np.isfinite(cast.max())):
-            limit = float(np.finfo(self.dtype).max)
-            raise ValueError(
-                f"{name} holds values outside the range of the bank's dtype {self.dtype} (|x| <= {limit:.6g}): "
-                f"largest |value| {float(np.abs(values).max()):.6g}. Scale the embeddings (cosine similarity "
-                "ignores scale) or use a wider bank_dtype"
-            )
+            raise self._range_error(name, float(np.abs(values).max()))
         return cast
 
     def check_restore(
