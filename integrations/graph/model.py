@@ -55,6 +55,13 @@ class GraphCLModel(nn.Module):
         """Graph embeddings ``[num_graphs, hidden * num_layers]`` of a PyG batch."""
         return self.encoder(data.x, data.edge_index, data.batch)
 
+    def encode_and_project(self, data) -> tuple[torch.Tensor, torch.Tensor]:
+        """Graph embeddings and projections, both ``[num_graphs, hidden * num_layers]``, of one
+        forward pass: the projections are ``forward(data)``, computed from those embeddings,
+        so gradients through either are those of :meth:`forward`."""
+        features = self.embed(data)
+        return features, self.head(features)
+
     def forward(self, data) -> torch.Tensor:
         """Projections ``[num_graphs, hidden * num_layers]`` used by the contrastive loss."""
         return self.head(self.embed(data))

@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch_geometric.loader import DataLoader as GraphDataLoader
 from tqdm.auto import tqdm
 
@@ -16,6 +15,7 @@ from batchsampler import SAMPLERS, scaled_graph_size
 from batchsampler.diagnostics import summarize_epoch
 from batchsampler.losses import get_loss
 
+from .._arms import bank_rows, check_run_options, sampler_extras
 from .augment import AUGMENTATIONS
 from .data import GraphCLDataset
 from .evaluate import svm_accuracy
@@ -32,6 +32,15 @@ class GraphCLConfig:
 
     Sampler options ``k`` and ``m`` default to values scaled to the dataset size
     (see :func:`sampler_options`); ``refresh_every=None`` rebuilds the graph once per epoch.
+
+    ``bank`` is the space of the embeddings fed back to the sampler each step (and of the
+    hardness statistics): ``"projection"`` (default: the normalised projection-head outputs of
+    both views, concatenated), ``"backbone"`` (the normalised GIN graph embeddings before the
+    head, both views concatenated the same way) or ``"both"`` (the two concatenated, each block
+    scaled by ``1 / sqrt(2)``); see :data:`batchsampler.integrations._arms.BANK_SPACES`. The
+    loss and its gradients are the same for every ``bank``. ``replacement`` is passed to every
+    sampler, ``target_hardness`` (``None``: not passed) to the ``"batchsampler"`` sampler only,
+    which is the only sampler it may be set with.
     """
 
     sampler: str = "batchsampler"
@@ -51,6 +60,9 @@ class GraphCLConfig:
     warmup_epochs: int = 1
     seed: int = 0
     loss_options: dict = field(default_factory=dict)
+    bank: str = "projection"
+    target_hardness: float | None = None
+    replacement: bool = False
 
 
 def sampler_options(config: GraphCLConfig, num_graphs: int) -> dict:
@@ -58,18 +70,23 @@ def sampler_options(config: GraphCLConfig, num_graphs: int) -> dict:
 
     Defaults: ``k = min(100, N // 10)`` neighbours among ``m = min(1000, N // 2)`` candidates,
     i.e. the paper's K = 100, M = 1000 on large datasets and the same proportions on small ones.
+    ``replacement`` always, and ``target_hardness`` when set.
     """
     k, m = scaled_graph_size(num_graphs, config.k, config.m)
     batches_per_epoch = -(-num_graphs // config.batch_size)
     return dict(
         k=k, m=m, restart_prob=config.restart_prob, seed=config.seed,
         refresh_every=config.refresh_every or batches_per_epoch, warmup_epochs=config.warmup_epochs,
-        background=False,
+        background=False, **sampler_extras(config),
     )
 
 
 def train_graphcl(dataset, config: GraphCLConfig, *, progress: bool = False) -> dict:
     """Train GraphCL on ``dataset`` (a sequence of labelled PyG graphs) and evaluate it.
+
+    Each step feeds both views' normalised embeddings in the space ``config.bank`` (default:
+    the projections) back with ``sampler.update``; graph embeddings and projections come from
+    the same forward pass.
 
     Returns:
         ``{"config", "accuracy", "accuracy_std", "epochs": [per-epoch loss and batch
@@ -77,10 +94,14 @@ def train_graphcl(dataset, config: GraphCLConfig, *, progress: bool = False) -> 
         accuracy of the frozen embeddings.
 
     Raises:
-        ValueError: on an unknown sampler or loss name, or a loss that needs labels.
+        ValueError: on an unknown sampler or loss name, a loss that needs labels, an unknown
+            ``config.bank``, or a ``config.target_hardness`` with a sampler other than
+            ``"batchsampler"`` (or not finite).
+        TypeError: on a non-bool ``config.replacement`` or a non-real ``config.target_hardness``.
     """
     if config.sampler not in SAMPLERS:
         raise ValueError(f"config.sampler must be one of {sorted(SAMPLERS)}, got {config.sampler!r}")
+    check_run_options(config)
     loss_fn = get_loss(config.loss, temperature=config.temperature, **config.loss_options)
     if getattr(loss_fn, "requires_labels", False):
         raise ValueError(f"config.loss {config.loss!r} needs labels; unsupervised GraphCL has none")
@@ -101,13 +122,13 @@ def train_graphcl(dataset, config: GraphCLConfig, *, progress: bool = False) -> 
         total, batches = 0.0, []
         for indices, view1, view2 in loader:
             batches.append(indices.tolist())
-            z1, z2 = model(view1), model(view2)
+            (h1, z1), (h2, z2) = model.encode_and_project(view1), model.encode_and_project(view2)
             loss = loss_fn(z1, z2)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += loss.item()
-            sampler.update(indices, torch.cat([F.normalize(z1, dim=1), F.normalize(z2, dim=1)], dim=1))
+            sampler.update(indices, bank_rows(config.bank, (z1, z2), (h1, h2)))
         summary = summarize_epoch(batches, len(graphs), labels=labels, embeddings=_bank_or_none(sampler))
         epochs.append({"epoch": epoch, "loss": total / len(batches), **summary.as_dict(),
                        "graph_version": getattr(sampler, "graph_version", 0)})

@@ -109,6 +109,14 @@ class SimCLRModel(nn.Module):
         """Encoder features ``[B, 8 * width]`` (what the kNN monitor and linear probe use)."""
         return self.encoder((images - self.mean) / self.std)
 
+    def encode_and_project(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder features ``[B, 8 * width]`` and projections ``[B, projection_dim]`` of one
+        forward pass: the projections are ``forward(images)``, computed from those features,
+        so gradients through either are those of :meth:`forward` (the training loop uses the
+        projections for the loss and either for the sampler's bank)."""
+        features = self.embed(images)
+        return features, self.head(features)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Projections ``[B, projection_dim]`` (what the loss and the sampler's bank use)."""
+        """Projections ``[B, projection_dim]`` (what the loss uses)."""
         return self.head(self.embed(images))

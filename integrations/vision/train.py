@@ -7,7 +7,6 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -15,6 +14,7 @@ from batchsampler import SAMPLERS, scaled_graph_size
 from batchsampler.diagnostics import summarize_epoch
 from batchsampler.losses import get_loss
 
+from .._arms import bank_rows, check_run_options, sampler_extras
 from .augment import AugmentConfig, simclr_view
 from .data import ImageData, IndexedImages
 from .evaluate import embed_images, knn_monitor, linear_probe
@@ -33,6 +33,15 @@ class SimCLRConfig:
 
     ``knn_every`` is the epoch interval of the kNN monitor (the last epoch is always measured);
     ``device="auto"`` takes CUDA when available.
+
+    ``bank`` is the space of the embeddings fed back to the sampler each step (and of the
+    hardness statistics): ``"projection"`` (default: the normalised projection-head outputs of
+    both views, concatenated), ``"backbone"`` (the normalised encoder features before the head,
+    both views concatenated the same way) or ``"both"`` (the two concatenated, each block scaled
+    by ``1 / sqrt(2)``); see :data:`batchsampler.integrations._arms.BANK_SPACES`. The loss and
+    its gradients are the same for every ``bank``. ``replacement`` is passed to every sampler,
+    ``target_hardness`` (``None``: not passed) to the ``"batchsampler"`` sampler only, which is
+    the only sampler it may be set with.
     """
 
     sampler: str = "batchsampler"
@@ -58,6 +67,9 @@ class SimCLRConfig:
     linear_probe: bool = True
     device: str = "auto"
     loss_options: dict = field(default_factory=dict)
+    bank: str = "projection"
+    target_hardness: float | None = None
+    replacement: bool = False
 
 
 def sampler_options(config: SimCLRConfig, num_images: int) -> dict:
@@ -65,14 +77,14 @@ def sampler_options(config: SimCLRConfig, num_images: int) -> dict:
 
     Defaults: ``k = min(100, N // 10)`` neighbours among ``m = min(1000, N // 2)`` candidates
     (the paper's K = 100, M = 1000 on large datasets, the same proportions on small ones), as in
-    the graph integration.
+    the graph integration. ``replacement`` always, and ``target_hardness`` when set.
     """
     k, m = scaled_graph_size(num_images, config.k, config.m)
     batches_per_epoch = -(-num_images // config.batch_size)
     return {
         "k": k, "m": m, "restart_prob": config.restart_prob, "seed": config.seed,
         "refresh_every": config.refresh_every or batches_per_epoch, "warmup_epochs": config.warmup_epochs,
-        "background": False,
+        "background": False, **sampler_extras(config),
     }
 
 
@@ -87,9 +99,11 @@ def train_simclr(train: ImageData, test: ImageData, config: SimCLRConfig, *, pro
     """Train SimCLR on ``train`` (labels unused) and evaluate on ``test``.
 
     Every epoch has ``ceil(N / batch_size)`` steps whatever the sampler, so runs with different
-    samplers have the same step budget. Each step feeds both views' normalised projections
-    (concatenated, as in the authors' code) back with ``sampler.update``. Runs with the same
-    seed start from the same weights and draw views from the same generator.
+    samplers have the same step budget. Each step feeds both views' normalised embeddings in
+    the space ``config.bank`` (default: the projections, concatenated as in the authors' code)
+    back with ``sampler.update``; encoder features and projections come from the same forward
+    pass. Runs with the same seed start from the same weights and draw views from the same
+    generator.
 
     Returns:
         ``{"config", "knn_accuracy", "linear_accuracy", "initial_knn_accuracy", "epochs",
@@ -100,10 +114,14 @@ def train_simclr(train: ImageData, test: ImageData, config: SimCLRConfig, *, pro
 
     Raises:
         ValueError: on an unknown sampler or loss name, a loss that needs labels, ``epochs`` or
-            ``knn_every`` < 1, or train and test images of different shapes.
+            ``knn_every`` < 1, train and test images of different shapes, an unknown
+            ``config.bank``, or a ``config.target_hardness`` with a sampler other than
+            ``"batchsampler"`` (or not finite).
+        TypeError: on a non-bool ``config.replacement`` or a non-real ``config.target_hardness``.
     """
     if config.sampler not in SAMPLERS:
         raise ValueError(f"config.sampler must be one of {sorted(SAMPLERS)}, got {config.sampler!r}")
+    check_run_options(config)
     if config.epochs < 1 or config.knn_every < 1:
         raise ValueError(f"config.epochs and config.knn_every must be >= 1, got {config.epochs}, {config.knn_every}")
     if train.images.shape[1:] != test.images.shape[1:]:
@@ -143,13 +161,14 @@ def train_simclr(train: ImageData, test: ImageData, config: SimCLRConfig, *, pro
         for indices, images in loader:
             batches.append(indices.tolist())
             images = images.to(device, non_blocking=True)
-            z1, z2 = model(simclr_view(images, views, config.augment)), model(simclr_view(images, views, config.augment))
+            h1, z1 = model.encode_and_project(simclr_view(images, views, config.augment))
+            h2, z2 = model.encode_and_project(simclr_view(images, views, config.augment))
             loss = loss_fn(z1, z2)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += loss.item()
-            sampler.update(indices, torch.cat([F.normalize(z1.detach(), dim=1), F.normalize(z2.detach(), dim=1)], dim=1))
+            sampler.update(indices, bank_rows(config.bank, (z1, z2), (h1, h2)))
         # Hardness is measured with the bank, i.e. the embeddings the sampler itself sees.
         bank = sampler.bank.numpy() if sampler.bank.seen.all() else None
         summary = summarize_epoch(batches, num_images, labels=train.labels, embeddings=bank)

@@ -1,0 +1,152 @@
+"""Settings shared by the training integrations: the bank space and the sampler-side options.
+
+* The *bank space*: which embeddings of a step's two views the sampler's bank receives.
+  NT-Xent spreads projection-head outputs nearly uniformly over the sphere, so in-batch cosine
+  similarity in projection space is close to 0 whatever the sampler; the backbone's features
+  (before the head) keep the structure the head discards.
+* ``replacement`` and ``target_hardness``: options of the sampler's constructor set per run.
+* An *arm* of a comparison table is a sampler with these settings; :func:`arm_key` and
+  :func:`arm_label` keep arms with different settings in different cells.
+
+Records written before these settings existed lack their keys; they read as the defaults.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "BANK_SPACES",
+    "arm_key",
+    "arm_label",
+    "bank_rows",
+    "check_bank",
+    "check_run_options",
+    "sampler_extras",
+]
+
+BANK_SPACES = ("projection", "backbone", "both")
+"""Values of the ``bank`` setting:
+
+* ``"projection"``: the L2-normalised projection-head outputs of both views, concatenated
+  (``[B, 2 p]``);
+* ``"backbone"``: the L2-normalised encoder features before the head, of both views,
+  concatenated the same way (``[B, 2 f]``);
+* ``"both"``: the ``"projection"`` rows and the ``"backbone"`` rows concatenated, each block
+  scaled by ``1 / sqrt(2)`` (``[B, 2 p + 2 f]``), so a row has the norm of the one-space rows
+  (``sqrt(2)``: every view's part is unit length) and its cosine similarities are the mean of
+  the two spaces'.
+"""
+
+DEFAULTS: dict[str, Any] = {"bank": "projection", "target_hardness": None, "replacement": False}
+"""The settings of a run that predates them (or leaves them alone)."""
+
+
+def check_bank(bank: Any, name: str = "bank") -> str:
+    """Return ``bank`` if it is one of :data:`BANK_SPACES`.
+
+    Raises:
+        ValueError: otherwise (the message names ``name``).
+    """
+    if not isinstance(bank, str) or bank not in BANK_SPACES:
+        raise ValueError(f"{name} must be one of {list(BANK_SPACES)}, got {bank!r}")
+    return bank
+
+
+def check_run_options(config: Any) -> None:
+    """Check a run config's ``bank``, ``replacement`` and ``target_hardness`` fields (those it has).
+
+    ``target_hardness`` is an option of the ``"batchsampler"`` sampler only: set with another
+    sampler it would be silently meaningless, so it is refused.
+
+    Raises:
+        ValueError: on an unknown ``bank``, a non-finite ``target_hardness``, or a
+            ``target_hardness`` with ``config.sampler`` other than ``"batchsampler"``.
+        TypeError: on a non-bool ``replacement`` or a non-real ``target_hardness``.
+    """
+    if hasattr(config, "bank"):
+        check_bank(config.bank, "config.bank")
+    if not isinstance(config.replacement, bool):
+        raise TypeError(f"config.replacement must be a bool, got {type(config.replacement).__name__}")
+    target = config.target_hardness
+    if target is None:
+        return
+    if isinstance(target, bool) or not isinstance(target, numbers.Real):
+        raise TypeError(f"config.target_hardness must be a real number or None, got {type(target).__name__}")
+    if not math.isfinite(target):
+        raise ValueError(f"config.target_hardness must be finite, got {target}")
+    if config.sampler != "batchsampler":
+        raise ValueError(f"config.target_hardness is an option of the 'batchsampler' sampler only, "
+                         f"got it with sampler {config.sampler!r}")
+
+
+def sampler_extras(config: Any) -> dict[str, Any]:
+    """The constructor keywords of ``replacement`` and ``target_hardness`` for ``config``.
+
+    ``replacement`` always (every sampler takes it); ``target_hardness`` only when it is set
+    (and so, after :func:`check_run_options`, only for the ``"batchsampler"`` sampler).
+    """
+    extras: dict[str, Any] = {"replacement": config.replacement}
+    if config.target_hardness is not None:
+        extras["target_hardness"] = float(config.target_hardness)
+    return extras
+
+
+def bank_rows(bank: str, projections: Sequence[Any], features: Sequence[Any]) -> Any:
+    """The bank rows ``[B, d]`` of one step in space ``bank`` (see :data:`BANK_SPACES`).
+
+    Args:
+        bank: one of :data:`BANK_SPACES`.
+        projections: the views' projection-head outputs, each ``[B, p]`` (tensors).
+        features: the views' encoder features before the head, each ``[B, f]``, in the same
+            view order.
+
+    Returns:
+        A detached tensor: ``[B, V p]``, ``[B, V f]`` or ``[B, V (p + f)]`` for ``V`` views.
+
+    Raises:
+        ValueError: on an unknown ``bank``, or different numbers of projection and feature views.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    check_bank(bank)
+    if len(projections) != len(features):
+        raise ValueError(f"projections and features must hold the same views, got {len(projections)} and {len(features)}")
+
+    def space(views: Sequence[Any]) -> Any:
+        return torch.cat([F.normalize(view.detach(), dim=1) for view in views], dim=1)
+
+    if bank == "projection":
+        return space(projections)
+    if bank == "backbone":
+        return space(features)
+    return torch.cat([space(projections), space(features)], dim=1) / math.sqrt(2.0)
+
+
+def _setting(config: Mapping[str, Any], name: str) -> Any:
+    return config.get(name, DEFAULTS[name])
+
+
+def arm_key(config: Mapping[str, Any]) -> tuple:
+    """``(sampler, bank, target_hardness, replacement)`` of a run's config dict, the key that
+    tells arms apart (missing settings read as :data:`DEFAULTS`)."""
+    return (config["sampler"], _setting(config, "bank"), _setting(config, "target_hardness"),
+            bool(_setting(config, "replacement")))
+
+
+def arm_label(config: Mapping[str, Any]) -> str:
+    """The sampler's name plus the settings that differ from :data:`DEFAULTS`, e.g.
+    ``"batchsampler (bank=backbone, target=0.3, replacement)"``; just the name for defaults."""
+    sampler, bank, target, replacement = arm_key(config)
+    notes = []
+    if bank != DEFAULTS["bank"]:
+        notes.append(f"bank={bank}")
+    if target is not None:
+        notes.append(f"target={target:g}")
+    if replacement:
+        notes.append("replacement")
+    return f"{sampler} ({', '.join(notes)})" if notes else sampler
