@@ -76,10 +76,53 @@ def _take_seed(used, seed_order, cursor, rng):
     return np.int64(node), cursor
 
 
+@njit(inline="always")
+def _cosine(vectors, a, b):
+    """Cosine similarity of rows ``a`` and ``b`` of ``vectors`` (0 if either row is zero)."""
+    dot = 0.0
+    norm_a = 0.0
+    norm_b = 0.0
+    for j in range(vectors.shape[1]):
+        x = np.float64(vectors[a, j])
+        y = np.float64(vectors[b, j])
+        dot += x * y
+        norm_a += x * x
+        norm_b += y * y
+    if norm_a == 0.0 or norm_b == 0.0:
+        return 0.0
+    return dot / np.sqrt(norm_a * norm_b)
+
+
+@njit(inline="always")
+def _nearest_unused(used, free, vectors, anchor, candidates, rng):
+    """The unused node most similar to ``anchor`` among ``candidates`` random unused ones, or -1.
+
+    Candidates are drawn uniformly from ``free`` (node ids, a superset of the unused nodes; an
+    empty array means all ``N`` nodes) and rejected when used. Nothing is marked.
+
+    Bounds: at most 64 draws per candidate, ``candidates * 64`` in all, each followed by one
+    ``d``-long dot product when it is unused; -1 when every draw hit a used node.
+    """
+    pool = free.size if free.size else used.size
+    best = np.int64(-1)
+    best_similarity = -np.inf
+    for _ in range(candidates):
+        for _ in range(64):
+            position = min(np.int64(rng.random() * pool), pool - 1)
+            node = free[position] if free.size else position
+            if not used[node]:
+                similarity = _cosine(vectors, anchor, node)
+                if similarity > best_similarity:
+                    best_similarity = similarity
+                    best = node
+                break
+    return best
+
+
 @njit(cache=True, nogil=True)
 def rwr_exactly_once(
     indptr, indices, regular_k, restart_prob, batch_size, sizes, max_fruitless, num_walkers, seed_order, rng, order,
-    counters, used,
+    counters, used, vectors, free, reseed_candidates,
 ):
     """Exactly-once RWR batches (an epoch, or a group of one) with walkers in lock-step.
 
@@ -102,6 +145,13 @@ def rwr_exactly_once(
         counters: int64 ``[3]`` steps, restarts, reseeds (accumulated).
         used: bool or uint8 ``[N]``, nonzero for unavailable nodes; taken nodes are marked.
             At least ``sizes.sum()`` nodes must be unused.
+        vectors: float ``[N, d]`` embeddings for guided re-seeds (a ``[0, 0]`` array without).
+        free: int64 node ids that include every unused node (drawn from by guided re-seeds), or
+            an empty array for all nodes.
+        reseed_candidates: ``c``; 0: a stalled walker re-seeds at a random unused node (as a new
+            batch does). ``c > 0``: at the unused node most similar to its batch's first seed
+            among ``c`` random unused ones (random if none of the draws is unused), so that
+            batches completed from the epoch's leftovers stay near their seed.
 
     Returns:
         0, or -1 if a seed was needed while no node was unused (fewer unused nodes than
@@ -111,7 +161,8 @@ def rwr_exactly_once(
     step, and after ``max(1, max_fruitless)`` fruitless steps in a row the walker re-seeds,
     which adds a node (or fails with -1). So the loop makes at most
     ``(sizes.sum() + 1) * (max(1, max_fruitless) + 1) + sizes.size + walkers`` walker turns
-    (additions, fruitless steps, batch starts, retirements), whatever the graph.
+    (additions, fruitless steps, batch starts, retirements), whatever the graph; a guided
+    re-seed adds at most ``64 * reseed_candidates`` draws to its turn.
     """
     total = sizes.size
     walkers = min(num_walkers, total)
@@ -119,6 +170,7 @@ def rwr_exactly_once(
     target = np.zeros(walkers, np.int64)
     filled = np.zeros(walkers, np.int64)
     seed = np.zeros(walkers, np.int64)
+    anchor = np.zeros(walkers, np.int64)  # the batch's first seed: guided re-seeds stay near it
     pending = np.full(walkers, -1, np.int64)  # slot of the next move, -1: back to the seed
     fruitless = np.zeros(walkers, np.int64)
     uniforms = rng.random(_RANDOM_CHUNK)
@@ -164,12 +216,19 @@ def rwr_exactly_once(
             if current < 0:
                 # (Re-)seed at an unused node. One exists when the caller's precondition holds
                 # (the unused nodes outnumber the places left in the batches not yet full).
-                current, cursor = _take_seed(used, seed_order, cursor, rng)
+                if filled[w] > 0 and reseed_candidates > 0:
+                    current = _nearest_unused(used, free, vectors, anchor[w], reseed_candidates, rng)
+                    if current >= 0:
+                        used[current] = 1
+                if current < 0:
+                    current, cursor = _take_seed(used, seed_order, cursor, rng)
                 if current < 0:
                     counters[STEPS] += steps
                     counters[RESTARTS] += restarts
                     counters[RESEEDS] += reseeds
                     return np.int64(-1)
+                if filled[w] == 0:
+                    anchor[w] = current
                 order[batch[w] * batch_size + filled[w]] = current
                 filled[w] += 1
                 seed[w] = current

@@ -51,6 +51,15 @@ class RefreshStats:
     """Time the batch stream waited for a graph (inline builds and late background builds)."""
     coalesced: int = 0
     """Background requests that joined a build already pending instead of queueing another."""
+    k: int = 0
+    """Out-degree of the graph in use (0 before the first graph)."""
+    m: int = 0
+    """Candidates per node of the graph in use (0 before the first graph, or if unknown)."""
+    calibration_builds: int = 0
+    """Builds beyond one per graph made by ``target_hardness`` searches."""
+    relative_hardness: float = float("nan")
+    """With ``target_hardness``: the relative hardness of the graph in use's simulated epoch
+    when it was chosen (NaN otherwise; each epoch's measured value is in ``hardness_history``)."""
 
 
 @dataclass
@@ -271,7 +280,7 @@ class GraphBatchSampler(BaseBatchSampler):
 
         def build() -> tuple[ProximityGraph, float]:
             start, cpu = time.perf_counter(), time.thread_time()
-            if self._build_group is None:
+            if self._build_group is None or not self._shards_background_builds:
                 graph = self._build_graph(embeddings, seen, seed)
             else:
                 graph = self._build_sharded_in_background(embeddings, seen, seed, build_number, device, pending)
@@ -280,6 +289,11 @@ class GraphBatchSampler(BaseBatchSampler):
 
         pending.future = self._executor.submit(build)
         self._pending = pending
+
+    @property
+    def _shards_background_builds(self) -> bool:
+        """Whether background builds in distributed mode are split over the build group."""
+        return True
 
     def _build_sharded_in_background(
         self, embeddings: Any, seen: np.ndarray, seed: np.random.SeedSequence, build_number: int, device: Any,
@@ -506,7 +520,8 @@ class GraphBatchSampler(BaseBatchSampler):
         stats = refresh.get("stats")
         fields = {name: type(value) for name, value in vars(RefreshStats()).items()}
         if not isinstance(stats, dict) or not set(stats) <= set(fields) or not all(
-            isinstance(stats[name], numbers.Real) and not isinstance(stats[name], bool) and stats[name] >= 0
+            isinstance(stats[name], numbers.Real) and not isinstance(stats[name], bool)
+            and (stats[name] >= 0 or (name == "relative_hardness" and not stats[name] > 0))  # NaN, negative
             for name in stats
         ):
             raise ValueError(f"{where}: metadata field 'refresh.stats' is malformed")

@@ -111,6 +111,8 @@ def grow_batches(
     max_fruitless_steps: int = 64,
     num_walkers: int = DEFAULT_WALKERS,
     stats: WalkStats | None = None,
+    vectors: np.ndarray | None = None,
+    reseed_candidates: int = 0,
 ) -> list[list[int]]:
     """Grow ``len(sizes)`` RWR batches at once from the nodes ``used`` leaves available.
 
@@ -130,12 +132,22 @@ def grow_batches(
         max_fruitless_steps: consecutive steps without a new node before re-seeding.
         num_walkers: batches grown at the same time.
         stats: optional counters to accumulate into.
+        vectors: float ``[N, d]`` embeddings (e.g. the bank), needed for guided re-seeds.
+        reseed_candidates: ``c >= 0`` (default 0: a stalled walker re-seeds at a uniformly
+            random unused node). With ``c > 0`` it re-seeds at the unused node most similar
+            (cosine, in ``vectors``) to its batch's first seed among ``c`` random unused ones.
+            Late in an exactly-once epoch the graph neighbourhoods are used up and walks stall
+            at almost every node; random re-seeds then make near-uniform batches, guided ones
+            keep them near their seed (see :mod:`batchsampler.hardness`). Costs ``c * d``
+            multiply-adds per re-seed.
 
     Returns:
         One list of distinct node ids per batch, in the order of ``sizes``.
 
     Raises:
-        ValueError: if ``used`` has the wrong shape or dtype, or too few nodes are unused.
+        ValueError: if ``used`` has the wrong shape or dtype, too few nodes are unused,
+            ``reseed_candidates < 0``, or ``reseed_candidates > 0`` without ``vectors`` of
+            ``N`` rows.
     """
     from . import _walk_numba as kernels
 
@@ -148,20 +160,40 @@ def grow_batches(
         return []
     if (sizes < 1).any():
         raise ValueError(f"sizes must be >= 1, got {sizes.tolist()}")
+    reseed_candidates = check_int("reseed_candidates", reseed_candidates, low=0)
+    guide = _guide_vectors(vectors, n) if reseed_candidates else _NO_VECTORS
     need, free = int(sizes.sum()), unused_count(used)
     if need > free:
         raise ValueError(f"sizes must sum to at most the unused nodes: {_not_enough(free, need, 'the batches need')}")
     width = int(sizes.max())
     order = np.empty(sizes.size * width, dtype=np.int64)
     counters = np.zeros(3, dtype=np.int64)
+    # Guided re-seeds draw candidates by rejection; once most nodes are used, from the list of
+    # unused ones (an O(N) scan per group, only in the last quarter of an epoch).
+    free_ids = np.flatnonzero(used == 0) if reseed_candidates and free * 4 < n else _NO_IDS
     status = kernels.rwr_exactly_once(
         graph.indptr, graph.indices, _regular_degree(graph), restart_prob, width, sizes,
-        max_fruitless_steps, max(1, int(num_walkers)), np.zeros(0, np.int64), rng, order, counters, used,
+        max_fruitless_steps, max(1, int(num_walkers)), _NO_IDS, rng, order, counters, used,
+        guide, free_ids, reseed_candidates,
     )
     _check_kernel(status, free, need, "the batches need")  # a safety net: ruled out above
     if stats is not None:
         stats._add(counters)
     return list(_yield_batches(order, sizes, width))
+
+
+_NO_IDS = np.zeros(0, dtype=np.int64)
+_NO_VECTORS = np.zeros((0, 0), dtype=np.float32)
+
+
+def _guide_vectors(vectors: np.ndarray | None, num_nodes: int) -> np.ndarray:
+    """``vectors`` as the float32 C-contiguous ``[N, d]`` array the kernel reads (no copy if it is one)."""
+    if vectors is None:
+        raise ValueError("reseed_candidates > 0 needs vectors (the [N, d] embeddings to compare)")
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[0] != num_nodes:
+        raise ValueError(f"vectors must have shape ({num_nodes}, d), got {vectors.shape}")
+    return vectors
 
 
 def _walkers(requested: int, total: int) -> int:
@@ -229,7 +261,7 @@ def random_walk_batches(
             status = kernels.rwr_exactly_once(
                 graph.indptr, graph.indices, regular_k, restart_prob, batch_size, sizes,
                 max_fruitless_steps, _walkers(num_walkers, sizes.size), rng.permutation(n), rng, order, counters,
-                np.zeros(n, dtype=np.uint8),
+                np.zeros(n, dtype=np.uint8), _NO_VECTORS, _NO_IDS, 0,
             )
         # A safety net: batch_size <= N and sizes summing to at most N rule the error out.
         _check_kernel(status, n, batch_size if replacement else int(sizes.sum()), "the epoch needs")

@@ -210,6 +210,7 @@ def test_seed_searches_raise_when_every_index_is_used():
         order = np.empty(10, dtype=np.int64)
         status = kernels.rwr_exactly_once(
             graph.indptr, graph.indices, 5, 0.2, 5, np.array([5, 5]), 4, 2, seed_order, rng, order, counters, used,
+            np.zeros((0, 0), np.float32), np.zeros(0, np.int64), 0,
         )
         assert status == -1, status
     order = np.empty(2 * n, dtype=np.int64)

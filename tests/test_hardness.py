@@ -1,0 +1,270 @@
+"""Relative hardness (batchsampler.hardness) and BatchSampler(target_hardness=...)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from batchsampler import BatchSampler, ProximityGraph
+from batchsampler.hardness import (
+    HardnessLadder,
+    HardnessScale,
+    hardness_scale,
+    mean_pair_similarity,
+    search_hardness,
+)
+from batchsampler.walk import grow_batches
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _brute_mean(unit, batches):
+    values = [unit[a] @ unit[b] for batch in batches for i, a in enumerate(batch) for b in batch[i + 1 :]]
+    return float(np.mean(values))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x = load_digits().data.astype(np.float32)
+    return x - x.mean(axis=0)
+
+
+# ---------------------------------------------------------------------- references
+
+
+def test_mean_pair_similarity_matches_brute_force():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 5)).astype(np.float32) * rng.uniform(0.5, 3, size=(30, 1)).astype(np.float32)
+    batches = [rng.choice(30, size=s, replace=False) for s in (2, 5, 9)]
+    assert mean_pair_similarity(x, batches) == pytest.approx(_brute_mean(_unit(x), batches), abs=1e-6)
+    valid = np.ones(30, dtype=bool)
+    valid[batches[2][:4]] = False
+    kept = [b[valid[b]] for b in batches]
+    assert mean_pair_similarity(x, batches, valid=valid) == pytest.approx(_brute_mean(_unit(x), kept), abs=1e-6)
+    assert math.isnan(mean_pair_similarity(x, [[0], [3]]))
+
+
+def test_hardness_scale_matches_brute_force():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 6)).astype(np.float32) + 0.5
+    unit = _unit(x)
+    scale = hardness_scale(x, 5, rng, num_seeds=40)
+    gram = unit @ unit.T
+    assert scale.uniform == pytest.approx((gram.sum() - 40) / (40 * 39), abs=1e-5)
+    np.fill_diagonal(gram, -np.inf)
+    knn_batches = [np.r_[i, np.argsort(-gram[i])[:4]] for i in range(40)]
+    assert scale.knn == pytest.approx(_brute_mean(unit, knn_batches), abs=1e-5)
+    assert scale.seeds == 40
+    assert scale.relative(scale.uniform) == pytest.approx(0.0)
+    assert scale.relative(scale.knn) == pytest.approx(1.0)
+
+
+def test_hardness_scale_uses_valid_rows_only():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(50, 4)).astype(np.float32)
+    valid = np.zeros(50, dtype=bool)
+    valid[::2] = True
+    masked = hardness_scale(x, 4, np.random.default_rng(0), valid=valid, num_seeds=25)
+    alone = hardness_scale(x[valid], 4, np.random.default_rng(0), num_seeds=25)
+    assert masked.uniform == pytest.approx(alone.uniform, abs=1e-6)
+    assert masked.knn == pytest.approx(alone.knn, abs=1e-6)
+
+
+def test_degenerate_bank_gives_nan():
+    scale = HardnessScale(uniform=0.3, knn=0.3)
+    assert math.isnan(scale.relative(0.3))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda x: hardness_scale(x[:1], 4, np.random.default_rng(0)), "at least 2 valid rows"),
+        (lambda x: hardness_scale(x, 1, np.random.default_rng(0)), "batch_size"),
+        (lambda x: hardness_scale(x[:, 0], 4, np.random.default_rng(0)), "2-D"),
+        (lambda x: hardness_scale(x, 4, np.random.default_rng(0), valid=np.ones(3, bool)), "valid"),
+        (lambda x: hardness_scale(x, 4, np.random.default_rng(0), num_seeds=0), "num_seeds"),
+    ],
+)
+def test_hardness_scale_rejects_bad_input(call, message):
+    x = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=message):
+        call(x)
+
+
+# ---------------------------------------------------------------------- the search
+
+
+def test_ladder_is_ordered_and_invertible():
+    ladder = HardnessLadder(k=100, max_m=4000, min_k=16)
+    positions = np.linspace(0, ladder.length, 60)
+    settings = [ladder.settings(p) for p in positions]
+    ks, ms = np.array([s[0] for s in settings]), np.array([s[1] for s in settings])
+    assert settings[0] == (100, 100) and settings[-1] == (16, 4000)
+    assert (np.diff(ms) >= 0).all() and (np.diff(ks) <= 0).all()
+    assert ladder.settings(1.0) == (100, 4000)
+    for k, m in [(100, 100), (100, 1000), (100, 4000), (50, 4000), (25, 4000)]:
+        assert ladder.settings(ladder.position(k, m)) == (k, m)
+
+
+@pytest.mark.parametrize("target", [0.0, 0.2, 0.5, 0.9, 1.0])
+def test_search_finds_a_monotone_target(target):
+    ladder = HardnessLadder(k=100, max_m=4000, min_k=16)
+    calls = []
+
+    def evaluate(k, m):
+        calls.append((k, m))
+        return ladder.position(k, m) / ladder.length
+
+    found = search_hardness(evaluate, ladder, target, 0.1, start=ladder.position(100, 1000), max_evaluations=8)
+    assert abs(found.relative_hardness - target) <= 0.05
+    assert len(found.tried) == len(calls) <= 8
+    assert (found.k, found.m) == (found.tried[-1]["k"], found.tried[-1]["m"])
+
+
+def test_search_respects_its_budget_and_keeps_the_closest():
+    ladder = HardnessLadder(k=10, max_m=1000, min_k=10)
+    values = iter([0.1, 0.2, 0.35, 0.3, 0.9])
+    found = search_hardness(lambda k, m: next(values), ladder, 0.8, 0.1, start=0.5, max_evaluations=4)
+    assert len(found.tried) == 4
+    assert found.relative_hardness == 0.35
+
+
+def test_search_stops_on_nan_and_when_settings_repeat():
+    ladder = HardnessLadder(k=3, max_m=4, min_k=3)  # only m = 3 and m = 4 exist
+    found = search_hardness(lambda k, m: float("nan"), ladder, 0.5, 0.1, start=0.0, max_evaluations=5)
+    assert len(found.tried) == 1
+    found = search_hardness(lambda k, m: 0.0, ladder, 0.5, 0.1, start=0.0, max_evaluations=50)
+    assert len(found.tried) == 2  # m = 3, then m = 4; every later position maps to one of them
+    with pytest.raises(ValueError, match="max_evaluations"):
+        search_hardness(lambda k, m: 0.0, ladder, 0.5, 0.1, start=0.0, max_evaluations=0)
+
+
+# ---------------------------------------------------------------------- guided re-seeds
+
+
+def _clustered(n_clusters=40, size=16, dim=8, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_clusters, dim))
+    x = np.repeat(centres, size, axis=0) + 0.05 * rng.normal(size=(n_clusters * size, dim))
+    return x.astype(np.float32)
+
+
+def test_guided_reseeds_keep_the_epoch_a_partition_and_late_batches_hard():
+    x = _clustered()
+    n = x.shape[0]
+    # A sparse random graph: walks stall often, so re-seeds decide late batches.
+    graph = ProximityGraph.build(x, 2, 2, seed=0)
+    late = {}
+    for candidates in (0, 64):
+        values = []
+        for seed in range(3):
+            used = np.zeros(n, dtype=bool)
+            rng = np.random.default_rng(seed)
+            batches = []
+            for _ in range(n // 16 // 8):
+                batches += grow_batches(graph, used, [16] * 8, 0.2, rng, max_fruitless_steps=4,
+                                        vectors=x, reseed_candidates=candidates)
+            flat = np.concatenate(batches)
+            assert np.array_equal(np.sort(flat), np.arange(n))
+            values.append(mean_pair_similarity(x, batches[-len(batches) // 4 :]))
+        late[candidates] = np.mean(values)
+    assert late[64] > late[0] + 0.2, late
+
+
+def test_guided_reseeds_need_vectors():
+    graph = ProximityGraph.build(_clustered(), 2, 2, seed=0)
+    used = np.zeros(graph.num_nodes, dtype=bool)
+    with pytest.raises(ValueError, match="needs vectors"):
+        grow_batches(graph, used, [16], 0.2, np.random.default_rng(0), reseed_candidates=4)
+    with pytest.raises(ValueError, match="vectors must have shape"):
+        grow_batches(graph, used, [16], 0.2, np.random.default_rng(0), reseed_candidates=4,
+                     vectors=np.zeros((3, 2), np.float32))
+    with pytest.raises(ValueError, match="reseed_candidates"):
+        grow_batches(graph, used, [16], 0.2, np.random.default_rng(0), reseed_candidates=-1)
+    assert not used.any()
+
+
+# ---------------------------------------------------------------------- the sampler
+
+
+@pytest.mark.parametrize("target", [0.25, 0.5])
+def test_target_hardness_is_held_on_the_digits(digits, target):
+    sampler = BatchSampler(len(digits), 64, seed=0, embeddings=digits, target_hardness=target)
+    for _ in range(3):
+        batches = list(sampler)
+        flat = np.concatenate(batches)
+        assert np.array_equal(np.sort(flat), np.arange(len(digits)))
+    list(iter(sampler))  # starting epoch 3 records epoch 2
+    assert [r["epoch"] for r in sampler.hardness_history] == [0, 1, 2]
+    for record in sampler.hardness_history:
+        assert abs(record["relative_hardness"] - target) <= 0.1, record
+        assert len(record["by_part"]) == 4
+    stats = sampler.refresh_stats
+    assert abs(stats.relative_hardness - target) <= 0.05 or stats.calibration_builds == 5
+    assert (stats.k, stats.m) == (sampler.graph.build_params["k"], sampler.graph.build_params["m"])
+
+
+def test_target_hardness_orders_batches(digits):
+    measured = {}
+    for target in (0.0, 0.5):
+        sampler = BatchSampler(len(digits), 64, seed=1, embeddings=digits, target_hardness=target)
+        list(sampler)
+        measured[target] = sampler.measure_epoch_hardness()["relative_hardness"]
+    assert measured[0.0] < 0.1 and measured[0.5] > 0.4, measured
+
+
+def test_calibrated_graph_is_the_plain_build_of_the_chosen_setting(digits):
+    sampler = BatchSampler(len(digits), 64, seed=3, embeddings=digits, target_hardness=0.5)
+    twin = BatchSampler(len(digits), 64, seed=3, embeddings=digits, target_hardness=0.5)
+    assert [list(b) for b in sampler] == [list(b) for b in twin]
+    k, m = sampler.refresh_stats.k, sampler.refresh_stats.m
+    plain = BatchSampler(len(digits), 64, seed=3, k=k, m=m)
+    plain.update(np.arange(len(digits)), digits)
+    plain.refresh()
+    assert np.array_equal(plain.graph.indices, sampler.graph.indices)
+
+
+def test_target_hardness_state_round_trips(digits, tmp_path):
+    sampler = BatchSampler(len(digits), 64, seed=0, embeddings=digits, target_hardness=0.5)
+    list(sampler)
+    list(iter(sampler))
+    path = sampler.save(tmp_path / "ckpt")
+    state = sampler.state_dict()
+    restored = BatchSampler(len(digits), 64, seed=0, target_hardness=0.5)
+    restored.load(path)
+    restored.load_state_dict(state)
+    assert restored.hardness_history == sampler.hardness_history
+    assert restored._hardness_position == sampler._hardness_position
+    assert restored.refresh_stats.m == sampler.refresh_stats.m
+    bad = dict(state, hardness_position=-1.0)
+    before = restored.state_dict()
+    with pytest.raises(ValueError, match="hardness_position"):
+        restored.load_state_dict(bad)
+    assert restored.state_dict() == before
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"target_hardness": 1.5}, ValueError, "target_hardness"),
+        ({"target_hardness": 0.5, "backend": "exact"}, ValueError, "backend='random'"),
+        ({"hardness_tolerance": 0.0}, ValueError, "hardness_tolerance"),
+        ({"hardness_tolerance": True}, ValueError, "hardness_tolerance"),
+        ({"calibration_builds": 0}, ValueError, "calibration_builds"),
+        ({"reseed_candidates": -1}, ValueError, "reseed_candidates"),
+        ({"reseed_candidates": 2.5}, TypeError, "reseed_candidates"),
+    ],
+)
+def test_bad_hardness_settings_are_rejected(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        BatchSampler(100, 10, k=5, m=20, **kwargs)
+
+
+def test_reseed_candidates_default_follows_the_target():
+    assert BatchSampler(100, 10, k=5, m=20).reseed_candidates == 0
+    assert BatchSampler(100, 10, k=5, m=20, target_hardness=0.3).reseed_candidates == 32
