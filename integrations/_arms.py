@@ -25,6 +25,7 @@ __all__ = [
     "bank_rows",
     "check_bank",
     "check_run_options",
+    "check_target_flag",
     "sampler_extras",
 ]
 
@@ -81,6 +82,18 @@ def check_run_options(config: Any) -> None:
     if config.sampler != "batchsampler":
         raise ValueError(f"config.target_hardness is an option of the 'batchsampler' sampler only, "
                          f"got it with sampler {config.sampler!r}")
+
+
+def check_target_flag(parser: Any, args: Any) -> None:
+    """Command lines: stop with ``parser.error`` when ``--target-hardness`` is not finite or no
+    run of ``--samplers`` would take it (it goes to the ``batchsampler`` runs only)."""
+    target = args.target_hardness
+    if target is None:
+        return
+    if not math.isfinite(target):
+        parser.error(f"--target-hardness must be finite, got {target}")
+    if "batchsampler" not in args.samplers:
+        parser.error("--target-hardness is an option of the batchsampler sampler, which --samplers does not include")
 
 
 def sampler_extras(config: Any) -> dict[str, Any]:

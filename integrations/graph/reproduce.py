@@ -7,6 +7,12 @@ authors' numbers beside ours) and ``graphcl_accuracy.png`` to ``--output-dir``.
 
     python examples/reproduce_graphcl.py --root ../shared/data/tu --seeds 5
     batchsampler reproduce graph --quick          # the CI smoke run
+    batchsampler reproduce graph --bank backbone --samplers uniform batchsampler
+
+``--bank`` chooses the space of the embeddings fed back to the sampler (projection-head
+outputs, the GIN embeddings before the head, or both); ``--target-hardness`` is passed to the
+BatchSampler runs only and ``--replacement`` to every sampler. All three are recorded in each
+run's config, and the table and chart keep arms with different settings apart.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from ..._io import write_text
 from ...cli._progress import add_progress_flag, progress_wanted
 from ...diagnostics.plots import save_png
 from .. import require_extra
+from .._arms import BANK_SPACES, arm_key, arm_label, check_target_flag
 
 __all__ = ["PAPER_ACCURACY", "run_grid", "markdown_table", "main"]
 
@@ -48,9 +55,14 @@ def run_grid(
     *,
     checkpoint: Path | None = None,
     progress: bool = True,
+    target_hardness: float | None = None,
     **config_overrides,
 ) -> list[dict]:
     """Train and evaluate every combination; returns one record per run.
+
+    ``config_overrides`` are :class:`~batchsampler.integrations.graph.train.GraphCLConfig`
+    fields shared by every run (e.g. ``bank``, ``replacement``); ``target_hardness`` is set on
+    the ``"batchsampler"`` runs only.
 
     ``progress``: draw a bar over the runs (the command line: only when stderr is a terminal).
 
@@ -66,7 +78,8 @@ def run_grid(
     for dataset_name, sampler, loss, seed in tqdm(grid, desc="GraphCL runs", unit="run", disable=not progress):
         if dataset_name not in loaded:
             loaded[dataset_name] = load_tu_dataset(dataset_name, root)
-        config = GraphCLConfig(sampler=sampler, loss=loss, seed=seed, **config_overrides)
+        target = target_hardness if sampler == "batchsampler" else None
+        config = GraphCLConfig(sampler=sampler, loss=loss, seed=seed, target_hardness=target, **config_overrides)
         result = train_graphcl(loaded[dataset_name], config)
         result["dataset"] = dataset_name
         runs.append(result)
@@ -77,40 +90,43 @@ def run_grid(
 
 
 def markdown_table(runs: list[dict]) -> str:
-    """Mean ± std (over seeds) of the accuracy in %, per dataset, sampler and loss."""
+    """Mean ± std (over seeds) of the accuracy in %, per dataset, loss and arm (the sampler
+    with its bank space, target hardness and replacement when not the defaults, see
+    :func:`~batchsampler.integrations._arms.arm_label`). The authors' number is shown beside
+    the NT-Xent arms that use their setting (projection bank, no target, no replacement)."""
     datasets = sorted({r["dataset"] for r in runs})
-    rows = sorted({(r["config"]["loss"], r["config"]["sampler"]) for r in runs})
+    rows = sorted({(r["config"]["loss"], arm_label(r["config"])) for r in runs})
     lines = ["| loss | sampler | " + " | ".join(datasets) + " |", "|---|---|" + "---|" * len(datasets)]
-    for loss, sampler in rows:
+    for loss, arm in rows:
         cells = []
         for dataset in datasets:
             values = [100 * r["accuracy"] for r in runs
-                      if r["dataset"] == dataset and r["config"]["sampler"] == sampler and r["config"]["loss"] == loss]
+                      if r["dataset"] == dataset and arm_label(r["config"]) == arm and r["config"]["loss"] == loss]
             cell = f"{np.mean(values):.2f} ± {np.std(values):.2f} (n={len(values)})" if values else "—"
-            paper = PAPER_ACCURACY.get(dataset, {}).get(sampler)
+            paper = PAPER_ACCURACY.get(dataset, {}).get(arm)
             if paper and loss == "ntxent":
                 cell += f"; paper {paper[0]:.2f} ± {paper[1]:.2f}"
             cells.append(cell)
-        lines.append(f"| {loss} | {sampler} | " + " | ".join(cells) + " |")
+        lines.append(f"| {loss} | {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def bar_chart(runs: list[dict], path: Path) -> None:
-    """Grouped bars of mean accuracy ± std per dataset, one bar per (loss, sampler)."""
+    """Grouped bars of mean accuracy ± std per dataset, one bar per (loss, arm)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     datasets = sorted({r["dataset"] for r in runs})
-    groups = sorted({(r["config"]["loss"], r["config"]["sampler"]) for r in runs})
+    groups = sorted({(r["config"]["loss"], arm_label(r["config"])) for r in runs})
     width = 0.8 / len(groups)
     figure, axis = plt.subplots(figsize=(2 + 2.5 * len(datasets), 4))
     for g, (loss, sampler) in enumerate(groups):
         means, stds = [], []
         for dataset in datasets:
             values = [100 * r["accuracy"] for r in runs
-                      if r["dataset"] == dataset and r["config"]["sampler"] == sampler and r["config"]["loss"] == loss]
+                      if r["dataset"] == dataset and arm_label(r["config"]) == sampler and r["config"]["loss"] == loss]
             means.append(np.mean(values) if values else np.nan)
             stds.append(np.std(values) if values else 0.0)
         axis.bar(np.arange(len(datasets)) + g * width, means, width, yerr=stds, label=f"{loss} / {sampler}", capsize=2)
@@ -140,6 +156,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=None, help="graph out-degree (default: scaled to N)")
     parser.add_argument("--m", type=int, default=None, help="candidates per node (default: scaled to N)")
     parser.add_argument("--restart-prob", type=float, default=0.2)
+    parser.add_argument("--bank", choices=BANK_SPACES, default="projection",
+                        help="embeddings fed back to the sampler: projection-head outputs, GIN embeddings "
+                             "before the head, or both (default: %(default)s)")
+    parser.add_argument("--target-hardness", type=float, default=None, metavar="FLOAT",
+                        help="target_hardness of the batchsampler runs (other samplers do not take it)")
+    parser.add_argument("--replacement", action="store_true",
+                        help="independent batches (replacement=True) for every sampler")
     parser.add_argument("--output-dir", type=Path, default=Path("results/graphcl"))
     parser.add_argument("--quick", action="store_true", help="MUTAG, 2 epochs, 1 seed, NT-Xent: a smoke run")
     parser.add_argument("--from-json", type=Path, nargs="+", default=None, metavar="RUNS_JSON",
@@ -148,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.from_json:
         return _tabulate(args.from_json, args.output_dir)
+    check_target_flag(parser, args)
     if args.seeds < 1 or args.first_seed < 0:
         parser.error(f"--seeds must be >= 1 and --first-seed >= 0, got {args.seeds} and {args.first_seed}")
     require_extra("graph")
@@ -159,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.root, args.datasets, args.samplers, args.losses, range(args.first_seed, args.first_seed + args.seeds),
         epochs=args.epochs,
         batch_size=args.batch_size, k=args.k, m=args.m, restart_prob=args.restart_prob,
+        bank=args.bank, target_hardness=args.target_hardness, replacement=args.replacement,
         checkpoint=args.output_dir / "graphcl_runs.json", progress=progress_wanted(args.no_progress),
     )
     wall = time.perf_counter() - start
@@ -180,7 +205,8 @@ def _tabulate(paths: Sequence[Path], output_dir: Path) -> int:
     """Table and chart of the runs of several JSON files (e.g. a grid extended with ``--first-seed``).
 
     Raises:
-        ValueError: if a file has no runs, or two files hold the same (dataset, sampler, loss, seed).
+        ValueError: if a file has no runs, or two files hold the same run (dataset, loss, seed and
+            arm: sampler, bank, target hardness, replacement).
     """
     runs, seen = [], {}
     for path in paths:
@@ -188,7 +214,7 @@ def _tabulate(paths: Sequence[Path], output_dir: Path) -> int:
         if not found:
             raise ValueError(f"--from-json: {path} holds no runs")
         for run in found:
-            key = (run["dataset"], run["config"]["sampler"], run["config"]["loss"], run["config"]["seed"])
+            key = (run["dataset"], run["config"]["loss"], run["config"]["seed"], *arm_key(run["config"]))
             if key in seen:
                 raise ValueError(f"--from-json: run {key} is in both {seen[key]} and {path}")
             seen[key] = path

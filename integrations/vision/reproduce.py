@@ -10,6 +10,12 @@ subset. Writes ``simclr_runs.json`` (every run, rewritten after each one), ``sim
     python examples/reproduce_simclr.py --root ../shared/data/fashion-mnist --threads 1
     batchsampler reproduce vision --quick          # the CI smoke run
     batchsampler reproduce vision --dataset folder --root cifar10/ --train-split train --test-split test
+    batchsampler reproduce vision --bank backbone --samplers uniform batchsampler
+
+``--bank`` chooses the space of the embeddings fed back to the sampler (projection-head
+outputs, the encoder's features before the head, or both); ``--target-hardness`` is passed to
+the BatchSampler runs only and ``--replacement`` to every sampler. All three are recorded in
+each run's config, and the table and curves keep arms with different settings apart.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from ..._io import write_text
 from ...cli._progress import add_progress_flag, progress_wanted
 from ...diagnostics.plots import save_png
 from .. import require_extra
+from .._arms import BANK_SPACES, arm_label, check_target_flag
 from .data import ImageData, load_fashion_mnist, load_image_folder
 from .train import SimCLRConfig, train_simclr
 
@@ -65,9 +72,13 @@ def run_grid(
     *,
     checkpoint: Path | None = None,
     progress: bool = True,
+    target_hardness: float | None = None,
     **config_overrides,
 ) -> list[dict]:
     """Train and evaluate every (sampler, loss, seed); returns one record per run.
+
+    ``config_overrides`` are :class:`SimCLRConfig` fields shared by every run (e.g. ``bank``,
+    ``replacement``); ``target_hardness`` is set on the ``"batchsampler"`` runs only.
 
     ``progress``: draw bars over the runs and each run's epochs (the command line: only when
     stderr is a terminal).
@@ -79,7 +90,8 @@ def run_grid(
     runs = []
     grid = [(s, loss, seed) for seed in seeds for loss in losses for s in samplers]
     for sampler, loss, seed in tqdm(grid, desc="SimCLR runs", unit="run", disable=not progress):
-        config = SimCLRConfig(sampler=sampler, loss=loss, seed=seed, **config_overrides)
+        target = target_hardness if sampler == "batchsampler" else None
+        config = SimCLRConfig(sampler=sampler, loss=loss, seed=seed, target_hardness=target, **config_overrides)
         result = train_simclr(train, test, config, progress=progress)
         runs.append(result)
         if checkpoint is not None:
@@ -97,15 +109,16 @@ def _cell(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
 
 
 def markdown_table(runs: list[dict]) -> str:
-    """Mean ± std over seeds per loss and sampler: final kNN and linear-probe test accuracy (%);
-    after the warm-up epochs, the mean in-batch cosine similarity in the bank's projection space
-    (hardness) and the same-label share of in-batch pairs (%, a false-negative proxy); training
-    seconds per run."""
-    rows = sorted({(r["config"]["loss"], r["config"]["sampler"]) for r in runs})
+    """Mean ± std over seeds per loss and arm (the sampler with its bank space, target hardness
+    and replacement when not the defaults, see :func:`~batchsampler.integrations._arms.arm_label`):
+    final kNN and linear-probe test accuracy (%); after the warm-up epochs, the mean in-batch
+    cosine similarity in the bank's space (hardness) and the same-label share of in-batch pairs
+    (%, a false-negative proxy); training seconds per run."""
+    rows = sorted({(r["config"]["loss"], arm_label(r["config"])) for r in runs})
     lines = [("| loss | sampler | seeds | kNN acc. (%) | linear probe (%) | hardness | same-label pairs (%) "
              "| train s / run |"), "|---|---|---|---|---|---|---|---|"]
     for loss, sampler in rows:
-        group = [r for r in runs if r["config"]["loss"] == loss and r["config"]["sampler"] == sampler]
+        group = [r for r in runs if r["config"]["loss"] == loss and arm_label(r["config"]) == sampler]
         linear = [r["linear_accuracy"] for r in group if r["linear_accuracy"] is not None]
         hardness = _after_warmup(group, "mean_similarity")
         same = _after_warmup(group, "same_label_share")
@@ -127,7 +140,7 @@ def _after_warmup(group: list[dict], key: str) -> list[float]:
 
 def learning_curves(runs: list[dict], path: Path) -> None:
     """kNN test accuracy against epoch (0 = initial weights), one panel per loss, one line with a
-    ± std band per sampler."""
+    ± std band per arm (sampler and settings, as in :func:`markdown_table`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,8 +149,8 @@ def learning_curves(runs: list[dict], path: Path) -> None:
     losses = sorted({r["config"]["loss"] for r in runs})
     figure, axes = plt.subplots(1, len(losses), figsize=(5 * len(losses), 4), squeeze=False)
     for axis, loss in zip(axes[0], losses):
-        for sampler in sorted({r["config"]["sampler"] for r in runs if r["config"]["loss"] == loss}):
-            group = [r for r in runs if r["config"]["loss"] == loss and r["config"]["sampler"] == sampler]
+        for sampler in sorted({arm_label(r["config"]) for r in runs if r["config"]["loss"] == loss}):
+            group = [r for r in runs if r["config"]["loss"] == loss and arm_label(r["config"]) == sampler]
             points: dict[int, list[float]] = {0: [100 * r["initial_knn_accuracy"] for r in group]}
             for r in group:
                 for e in r["epochs"]:
@@ -181,6 +194,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--m", type=int, default=None, help="candidates per node (default: scaled to N)")
     parser.add_argument("--restart-prob", type=float, default=0.2)
     parser.add_argument("--refresh-every", type=int, default=None, help="batches between graph rebuilds (default: one epoch)")
+    parser.add_argument("--bank", choices=BANK_SPACES, default="projection",
+                        help="embeddings fed back to the sampler: projection-head outputs, encoder features "
+                             "before the head, or both (default: %(default)s)")
+    parser.add_argument("--target-hardness", type=float, default=None, metavar="FLOAT",
+                        help="target_hardness of the batchsampler runs (other samplers do not take it)")
+    parser.add_argument("--replacement", action="store_true",
+                        help="independent batches (replacement=True) for every sampler")
     parser.add_argument("--knn-every", type=int, default=1, help="epochs between kNN monitor evaluations")
     parser.add_argument("--no-linear-probe", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch and BLAS CPU threads (default: their choice)")
@@ -197,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.set_defaults(train_size=512, test_size=256, width=8, epochs=2, batch_size=128, seeds=1,
                             losses=["ntxent"], threads=1)
     args = parser.parse_args(argv)
+    check_target_flag(parser, args)
     threads = torch.get_num_threads()
     if args.threads is None:
         return _run(args, argv)
@@ -227,7 +248,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         epochs=args.epochs, batch_size=args.batch_size, width=args.width, blocks=tuple(args.blocks), lr=args.lr,
         temperature=args.temperature, k=args.k, m=args.m, restart_prob=args.restart_prob,
         refresh_every=args.refresh_every, knn_every=args.knn_every, linear_probe=not args.no_linear_probe,
-        device=args.device, progress=progress_wanted(args.no_progress),
+        device=args.device, bank=args.bank, target_hardness=args.target_hardness, replacement=args.replacement,
+        progress=progress_wanted(args.no_progress),
     )
     wall = time.perf_counter() - start
     record = {"argv": list(argv) if argv is not None else sys.argv[1:], "wall_seconds": wall,

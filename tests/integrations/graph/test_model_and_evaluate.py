@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,23 @@ def test_model_shapes(mutag):
     assert model.embed(batch).shape == (10, 64) and model(batch).shape == (10, 64)
     with pytest.raises(ValueError, match="must be >= 1"):
         GraphCLModel(0)
+
+
+def test_encode_and_project_is_one_forward_pass_with_the_gradients_of_forward(mutag):
+    torch.manual_seed(0)
+    model = GraphCLModel(mutag.num_node_features, hidden=8, num_layers=2).train()
+    twin = copy.deepcopy(model)
+    batch = next(iter(DataLoader([mutag[i] for i in range(10)], batch_size=10)))
+    features, projections = model.encode_and_project(batch)
+    expected = twin(batch)
+    assert features.shape == (10, 16) and torch.equal(projections, expected)
+    assert torch.equal(model.encoder.norms[0].running_mean, twin.encoder.norms[0].running_mean)
+    projections.square().sum().backward()
+    expected.square().sum().backward()
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        assert torch.equal(p.grad, q.grad), name
+    with torch.no_grad():
+        assert torch.equal(model.eval().encode_and_project(batch)[0], model.embed(batch))
 
 
 def test_svm_accuracy_separates_separable_data_and_not_noise():

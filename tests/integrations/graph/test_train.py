@@ -1,4 +1,7 @@
+import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 from batchsampler.integrations.graph import GraphCLConfig, train_graphcl
 from batchsampler.integrations.graph.train import sampler_options
@@ -27,3 +30,68 @@ def test_losses_needing_labels_are_refused(mutag):
         train_graphcl(mutag, GraphCLConfig(loss="hscl", epochs=1))
     with pytest.raises(ValueError, match="config.sampler"):
         train_graphcl(mutag, GraphCLConfig(sampler="random", epochs=1))
+
+
+@pytest.fixture
+def no_svm(monkeypatch):
+    """Skips the 10-fold SVM evaluation (seconds) of ``train_graphcl``; returns the list of the
+    embeddings it would have scored."""
+    from batchsampler.integrations.graph import train as module
+
+    scored = []
+    monkeypatch.setattr(module, "svm_accuracy", lambda embeddings, labels, seed: (scored.append(embeddings), (0.5, 0.0))[1])
+    return scored
+
+
+def _normalised(views):
+    return torch.cat([v / v.norm(dim=1, keepdim=True) for v in views], dim=1)
+
+
+@pytest.mark.parametrize("bank", ["projection", "backbone", "both"])
+def test_bank_rows_are_the_chosen_space_of_the_batch(mutag, record_training, no_svm, bank):
+    from batchsampler.integrations.graph import train as module
+
+    recorder = record_training(module, "GraphCLModel", "uniform")
+    result = train_graphcl(mutag, GraphCLConfig(sampler="uniform", bank=bank, epochs=1, hidden=8, num_layers=2))
+    assert result["config"]["bank"] == bank
+    steps = recorder.steps()
+    assert len(steps) == 2 and len(recorder.outputs) == 4  # one forward per view and step
+    for indices, rows, features, projections in steps:
+        assert len(rows) == len(indices) and features[0].shape == (len(indices), 16)
+        if bank == "projection":
+            # The expression of the code before the bank setting: same numbers, not just close.
+            assert torch.equal(rows, torch.cat([F.normalize(projections[0], dim=1), F.normalize(projections[1], dim=1)], dim=1))
+        elif bank == "backbone":
+            assert torch.allclose(rows, _normalised(features))
+        else:
+            assert torch.allclose(rows, torch.cat([_normalised(projections), _normalised(features)], dim=1) / 2 ** 0.5)
+            assert torch.allclose(rows.norm(dim=1), torch.full((len(rows),), 2 ** 0.5))
+
+
+def test_bank_space_changes_hardness_but_not_training(mutag, no_svm):
+    config = {"sampler": "uniform", "epochs": 1, "hidden": 8, "num_layers": 2}
+    runs = {bank: train_graphcl(mutag, GraphCLConfig(bank=bank, **config)) for bank in ("projection", "both")}
+    assert [e["loss"] for e in runs["projection"]["epochs"]] == [e["loss"] for e in runs["both"]["epochs"]]
+    assert np.array_equal(no_svm[0], no_svm[1])  # the same trained encoder
+    assert runs["projection"]["epochs"][-1]["mean_similarity"] != runs["both"]["epochs"][-1]["mean_similarity"]
+
+
+def test_replacement_and_target_hardness_reach_the_sampler(mutag, record_training, no_svm):
+    from batchsampler.integrations.graph import train as module
+
+    recorder = record_training(module, "GraphCLModel", "batchsampler")
+    result = train_graphcl(mutag, GraphCLConfig(sampler="batchsampler", target_hardness=0.3, replacement=True,
+                                                epochs=1, hidden=8, num_layers=2))
+    assert recorder.kwargs["target_hardness"] == 0.3 and recorder.kwargs["replacement"] is True
+    assert result["config"]["target_hardness"] == 0.3 and result["config"]["replacement"] is True
+    assert "target_hardness" not in sampler_options(GraphCLConfig(), 188)
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    ({"bank": "head"}, ValueError, "config.bank must be one of"),
+    ({"sampler": "knn", "target_hardness": 0.3}, ValueError, "config.target_hardness"),
+    ({"replacement": None}, TypeError, "config.replacement"),
+])
+def test_bad_run_options_are_refused(mutag, bad, error, match):
+    with pytest.raises(error, match=match):
+        train_graphcl(mutag, GraphCLConfig(epochs=1, **bad))

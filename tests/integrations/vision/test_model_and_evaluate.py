@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -31,6 +33,23 @@ def test_simclr_model_heads_and_normalisation():
         SimCLRModel(3, width=4, mean=[0.5])
     with pytest.raises(ValueError, match="projection_dim"):
         SimCLRModel(1, width=4, projection_dim=0)
+
+
+def test_encode_and_project_is_one_forward_pass_with_the_gradients_of_forward():
+    torch.manual_seed(0)
+    model = SimCLRModel(1, width=4, blocks=(1, 1), projection_dim=5).train()
+    twin = copy.deepcopy(model)
+    x = torch.rand(6, 1, 12, 12)
+    features, projections = model.encode_and_project(x)
+    expected = twin(x)  # train mode: batch statistics, running statistics updated once each
+    assert features.shape == (6, 8) and torch.equal(projections, expected)
+    assert torch.equal(model.encoder.stem[1].running_mean, twin.encoder.stem[1].running_mean)
+    projections.square().sum().backward()
+    expected.square().sum().backward()
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        assert torch.equal(p.grad, q.grad), name
+    with torch.no_grad():
+        assert torch.equal(model.eval().encode_and_project(x)[0], model.embed(x))
 
 
 def test_embed_images_batches_in_eval_mode_and_restores_the_mode():

@@ -1,4 +1,6 @@
 import pytest
+import torch
+import torch.nn.functional as F
 
 from batchsampler.integrations.vision import SimCLRConfig, train_simclr
 from batchsampler.integrations.vision.train import sampler_options
@@ -49,3 +51,75 @@ def test_sampler_options_scale_with_the_dataset():
     assert (small["k"], small["m"], small["refresh_every"], small["background"]) == (100, 1000, 20, False)
     tiny = sampler_options(SimCLRConfig(batch_size=32, k=5), 96)
     assert (tiny["k"], tiny["m"], tiny["refresh_every"]) == (5, 48, 3)
+
+
+def _normalised(views):
+    return torch.cat([v / v.norm(dim=1, keepdim=True) for v in views], dim=1)
+
+
+@pytest.mark.parametrize("bank", ["projection", "backbone", "both"])
+def test_bank_rows_are_the_chosen_space_of_the_batch(patterns, record_training, bank):
+    from batchsampler.integrations.vision import train as module
+
+    train, test = patterns
+    recorder = record_training(module, "SimCLRModel", "uniform")
+    result = train_simclr(train, test, SimCLRConfig(sampler="uniform", bank=bank, linear_probe=False,
+                                                    **{**TINY, "epochs": 1}))
+    assert result["config"]["bank"] == bank
+    steps = recorder.steps()
+    assert len(steps) == 3 and len(recorder.outputs) == 6  # one forward per view and step
+    for indices, rows, features, projections in steps:
+        assert len(rows) == len(indices)
+        if bank == "projection":
+            # The expression of the code before the bank setting: same numbers, not just close.
+            expected = torch.cat([F.normalize(projections[0], dim=1), F.normalize(projections[1], dim=1)], dim=1)
+            assert torch.equal(rows, expected)
+        elif bank == "backbone":
+            assert rows.shape[1] == 2 * 8 and torch.allclose(rows, _normalised(features))
+        else:
+            assert torch.allclose(rows, torch.cat([_normalised(projections), _normalised(features)], dim=1) / 2 ** 0.5)
+            assert torch.allclose(rows.norm(dim=1), torch.full((len(rows),), 2 ** 0.5))
+
+
+def test_bank_space_changes_hardness_but_not_training(patterns):
+    train, test = patterns
+    config = {**TINY, "sampler": "uniform", "linear_probe": False, "epochs": 2}
+    runs = {bank: train_simclr(train, test, SimCLRConfig(bank=bank, **config)) for bank in ("projection", "backbone")}
+    # Uniform batches ignore the bank, so the loss and the monitor are identical...
+    assert [e["loss"] for e in runs["projection"]["epochs"]] == [e["loss"] for e in runs["backbone"]["epochs"]]
+    assert runs["projection"]["knn_accuracy"] == runs["backbone"]["knn_accuracy"]
+    # ...while the hardness is measured in the bank's space.
+    assert runs["projection"]["epochs"][-1]["mean_similarity"] != runs["backbone"]["epochs"][-1]["mean_similarity"]
+    default = train_simclr(train, test, SimCLRConfig(**config))
+    assert default["epochs"] == runs["projection"]["epochs"] and default["config"]["bank"] == "projection"
+
+
+def test_replacement_and_target_hardness_reach_the_sampler(patterns, record_training):
+    from batchsampler.integrations.vision import train as module
+
+    train, test = patterns
+    recorder = record_training(module, "SimCLRModel", "batchsampler")
+    result = train_simclr(train, test, SimCLRConfig(sampler="batchsampler", target_hardness=0.3, replacement=True,
+                                                    linear_probe=False, **{**TINY, "epochs": 1}))
+    assert recorder.kwargs["target_hardness"] == 0.3 and recorder.kwargs["replacement"] is True
+    assert result["config"]["target_hardness"] == 0.3 and result["config"]["replacement"] is True
+    assert sampler_options(SimCLRConfig(), 96)["replacement"] is False
+    assert "target_hardness" not in sampler_options(SimCLRConfig(), 96)
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    ({"bank": "head"}, ValueError, "config.bank must be one of"),
+    ({"sampler": "uniform", "target_hardness": 0.3}, ValueError, "config.target_hardness"),
+    ({"target_hardness": "hard"}, TypeError, "config.target_hardness"),
+    ({"replacement": "yes"}, TypeError, "config.replacement"),
+])
+def test_bad_run_options_are_refused_before_any_work(patterns, monkeypatch, bad, error, match):
+    from batchsampler.integrations.vision import train as module
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("no model for a bad configuration")
+
+    monkeypatch.setattr(module, "SimCLRModel", no_model)
+    train, test = patterns
+    with pytest.raises(error, match=match):
+        train_simclr(train, test, SimCLRConfig(**{**TINY, **bad}))

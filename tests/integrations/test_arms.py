@@ -1,0 +1,102 @@
+"""Bank spaces and per-run sampler settings shared by the vision, graph and text integrations."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from batchsampler.integrations._arms import (
+    BANK_SPACES, arm_key, arm_label, bank_rows, check_bank, check_run_options, sampler_extras,
+)
+
+
+def _views(seed=0, rows=5, p=3, f=4):
+    generator = torch.Generator().manual_seed(seed)
+    z = [torch.randn(rows, p, generator=generator, requires_grad=True) for _ in range(2)]
+    h = [torch.randn(rows, f, generator=generator) * 7 for _ in range(2)]
+    return z, h
+
+
+def test_projection_rows_are_the_normalised_projections_of_both_views():
+    (z1, z2), h = _views()
+    rows = bank_rows("projection", (z1, z2), h)
+    # The expression the integrations used before the bank setting existed.
+    assert torch.equal(rows, torch.cat([F.normalize(z1.detach(), dim=1), F.normalize(z2.detach(), dim=1)], dim=1))
+    assert not rows.requires_grad
+
+
+def test_backbone_rows_are_the_normalised_features_of_both_views():
+    z, (h1, h2) = _views()
+    rows = bank_rows("backbone", z, (h1, h2))
+    assert rows.shape == (5, 8)
+    assert torch.allclose(rows[:, :4], h1 / h1.norm(dim=1, keepdim=True))
+    assert torch.allclose(rows[:, 4:], h2 / h2.norm(dim=1, keepdim=True))
+
+
+def test_both_concatenates_the_two_spaces_scaled_to_unit_views():
+    z, h = _views()
+    rows = bank_rows("both", z, h)
+    projection, backbone = bank_rows("projection", z, h), bank_rows("backbone", z, h)
+    assert rows.shape == (5, 6 + 8)
+    assert torch.allclose(rows, torch.cat([projection, backbone], dim=1) / math.sqrt(2))
+    # Per view, the projection and backbone parts together are unit length; the row has the
+    # norm of the one-space rows (two unit views).
+    view1 = torch.cat([rows[:, :3], rows[:, 6:10]], dim=1)
+    view2 = torch.cat([rows[:, 3:6], rows[:, 10:]], dim=1)
+    assert torch.allclose(view1.norm(dim=1), torch.ones(5)) and torch.allclose(view2.norm(dim=1), torch.ones(5))
+    assert torch.allclose(rows.norm(dim=1), projection.norm(dim=1))
+    # Cosine similarity in the joint space is the mean of the two spaces'.
+    cos = F.normalize(rows, dim=1) @ F.normalize(rows, dim=1).T
+    mean = (F.normalize(projection, dim=1) @ F.normalize(projection, dim=1).T
+            + F.normalize(backbone, dim=1) @ F.normalize(backbone, dim=1).T) / 2
+    assert torch.allclose(cos, mean, atol=1e-6)
+
+
+def test_bad_bank_is_refused():
+    z, h = _views()
+    assert check_bank("backbone") == "backbone" and BANK_SPACES == ("projection", "backbone", "both")
+    for bad in ("Projection", "head", None, 1):
+        with pytest.raises(ValueError, match="bank must be one of"):
+            bank_rows(bad, z, h)
+    with pytest.raises(ValueError, match="config.bank"):
+        check_bank("encoder", "config.bank")
+    with pytest.raises(ValueError, match="same views"):
+        bank_rows("projection", z, h[:1])
+
+
+def _config(**settings):
+    return SimpleNamespace(**{"sampler": "batchsampler", "bank": "projection", "target_hardness": None,
+                              "replacement": False, **settings})
+
+
+def test_run_options_are_checked_and_reach_only_the_samplers_that_take_them():
+    check_run_options(_config(target_hardness=0.3, replacement=True, bank="both"))
+    assert sampler_extras(_config()) == {"replacement": False}
+    assert sampler_extras(_config(target_hardness=0.25, replacement=True)) == {"replacement": True, "target_hardness": 0.25}
+    with pytest.raises(ValueError, match="config.bank"):
+        check_run_options(_config(bank="head"))
+    with pytest.raises(ValueError, match="config.target_hardness.*'batchsampler' sampler only"):
+        check_run_options(_config(sampler="uniform", target_hardness=0.3))
+    with pytest.raises(ValueError, match="config.target_hardness must be finite"):
+        check_run_options(_config(target_hardness=float("nan")))
+    with pytest.raises(TypeError, match="config.target_hardness"):
+        check_run_options(_config(target_hardness="0.3"))
+    with pytest.raises(TypeError, match="config.replacement"):
+        check_run_options(_config(replacement=1))
+    text = SimpleNamespace(sampler="knn", target_hardness=None, replacement=True)  # no bank field
+    check_run_options(text)
+
+
+def test_arms_differ_by_their_settings_and_old_records_read_as_defaults():
+    old = {"sampler": "batchsampler", "loss": "ntxent"}
+    default = {**old, "bank": "projection", "target_hardness": None, "replacement": False}
+    assert arm_key(old) == arm_key(default) == ("batchsampler", "projection", None, False)
+    assert arm_label(old) == arm_label(default) == "batchsampler"
+    assert arm_label({**default, "bank": "backbone"}) == "batchsampler (bank=backbone)"
+    assert arm_label({**default, "bank": "both", "target_hardness": 0.3, "replacement": True}) == \
+        "batchsampler (bank=both, target=0.3, replacement)"
+    labels = {arm_label({**default, **change}) for change in
+              ({}, {"bank": "backbone"}, {"target_hardness": 0.1}, {"target_hardness": 0.2}, {"replacement": True})}
+    assert len(labels) == 5
