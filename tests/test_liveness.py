@@ -236,3 +236,37 @@ def test_seed_searches_raise_when_every_index_is_used():
     print("all ok", flush=True)
     """)
     assert "all ok" in out
+
+
+def test_guided_reseeds_and_hardness_searches_always_return():
+    """Guided re-seeds draw candidates by rejection (64 draws each, then a random re-seed) and the
+    hardness search is capped at ``calibration_builds``: an exactly-once epoch on graphs where
+    every walk stalls at once (k = 1, isolated pairs), banks with zero and identical rows, and
+    targets out of reach all return."""
+    _run(
+        """
+        import logging
+        import numpy as np
+        from batchsampler import BatchSampler, ProximityGraph
+        from batchsampler.walk import grow_batches
+
+        logging.disable(logging.WARNING)
+        rng = np.random.default_rng(0)
+        for n, k, batch in ((64, 1, 8), (300, 3, 64), (1000, 1, 7)):
+            x = rng.normal(size=(n, 4)).astype(np.float32)
+            x[: n // 3] = 0.0  # zero rows: every cosine with them is 0
+            graph = ProximityGraph.build(x, k, k, seed=0)
+            used = np.zeros(n, dtype=bool)
+            sizes = [batch] * (n // batch)
+            batches = grow_batches(graph, used, sizes, 1.0, rng, max_fruitless_steps=1, vectors=x,
+                                   reseed_candidates=1000)
+            assert sum(map(len, batches)) == sum(sizes)
+        same = np.ones((200, 3), dtype=np.float32)  # no structure: the search stops at once
+        for target, x in ((1.0, rng.normal(size=(200, 3)).astype(np.float32)), (0.5, same)):
+            sampler = BatchSampler(200, 16, k=5, m=40, seed=0, embeddings=x, target_hardness=target,
+                                   calibration_builds=3)
+            for _ in range(2):
+                assert sum(map(len, sampler)) == 200
+        print("ok")
+        """
+    )

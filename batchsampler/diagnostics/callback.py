@@ -30,6 +30,7 @@ import numpy as np
 
 from .._validation import check_int
 from ..base import BaseBatchSampler
+from ..hardness import epoch_profile, hardness_scale
 from .batches import summarize_epoch, unit_rows
 from .graph import summarize_graph, summarize_staleness, summarize_walk
 from .runfile import RUN_FORMAT, json_safe, load_runs, merge_runs, write_runs
@@ -40,7 +41,8 @@ logger = logging.getLogger(__name__)
 
 _CONFIG_KEYS = (
     "num_instances", "batch_size", "k", "m", "restart_prob", "restart_prob_schedule", "refresh_every",
-    "warmup_epochs", "background", "swap_delay", "replacement", "drop_last", "seed",
+    "warmup_epochs", "background", "swap_delay", "replacement", "drop_last", "seed", "target_hardness",
+    "hardness_tolerance", "reseed_candidates",
 )
 
 
@@ -176,6 +178,7 @@ class SamplerMonitor:
             hardness = {
                 "mean": summary.mean_similarity, "q10": summary.similarity_q10,
                 "q50": summary.similarity_q50, "q90": summary.similarity_q90,
+                **self._relative_hardness(unit, valid),
             }
         record = {
             "epoch": epoch,
@@ -188,6 +191,9 @@ class SamplerMonitor:
             "same_label_share": summary.same_label_share,
             "walk": summarize_walk(self.sampler.walk_stats, summary.num_batches, summary.num_indices),
             "graph_version": getattr(self.sampler, "graph_version", None),
+            "graph_k": _graph_setting(self.sampler, "k"),
+            "graph_m": _graph_setting(self.sampler, "m"),
+            "target_hardness": getattr(self.sampler, "target_hardness", None),
             "graph": self._graph_summary(),
             "staleness": summarize_staleness(self.sampler.bank),
             "timing": self._timing(),
@@ -253,6 +259,19 @@ class SamplerMonitor:
             return None, None, "bank"
         return bank.numpy(), bank.seen, "bank"  # a host copy of a device bank
 
+    def _relative_hardness(self, unit: np.ndarray, valid: np.ndarray | None) -> dict[str, Any]:
+        """The epoch's hardness on the 0-1 scale of :mod:`batchsampler.hardness`, overall and by quarter."""
+        usable = unit.shape[0] if valid is None else int(valid.sum())
+        if usable < 2 or not self._batches:
+            return {}
+        batch_size = max(2, self.sampler.global_batch_size)
+        scale = hardness_scale(unit, batch_size, np.random.default_rng(0), valid=valid)
+        profile = epoch_profile(unit, self._batches, scale, valid=valid)
+        return {
+            "relative": profile["relative_hardness"], "relative_by_quarter": profile["by_part"],
+            "uniform_reference": scale.uniform, "knn_reference": scale.knn,
+        }
+
     def _graph_summary(self) -> dict[str, Any] | None:
         graph = getattr(self.sampler, "graph", None)
         if graph is None or not self.graph_stats:
@@ -292,6 +311,14 @@ def _registry_name(sampler: BaseBatchSampler) -> str:
         if type(sampler) is cls:
             return name
     return type(sampler).__name__
+
+
+def _graph_setting(sampler: BaseBatchSampler, name: str) -> int | None:
+    """``k`` or ``m`` of the graph in use (a ``target_hardness`` search changes them), if any."""
+    if getattr(sampler, "graph", None) is None:
+        return None
+    value = sampler.graph.build_params.get(name)
+    return None if value is None else int(value)
 
 
 def _refresh_counters(sampler: BaseBatchSampler) -> dict[str, Any]:

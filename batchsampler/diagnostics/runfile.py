@@ -14,11 +14,15 @@ An epoch record (``null`` where a statistic does not apply)::
 
     {"epoch": int, "steps": int,                     # on_batch calls
      "num_indices": int, "coverage": float, "repeats": int,
-     "hardness": {"mean", "q10", "q50", "q90"} | null,  # in-batch pair cosine similarity
+     "hardness": {"mean", "q10", "q50", "q90",      # in-batch pair cosine similarity
+                  "relative", "relative_by_quarter",  # on the 0-1 scale of batchsampler.hardness
+                  "uniform_reference", "knn_reference"} | null,
      "hardness_source": "embeddings" | "embeddings_fn" | "bank",
      "same_label_share": float | null,               # false-negative proxy, needs labels
      "walk": {"steps", "restarts", "reseeds", "steps_per_index", "restart_share", "reseeds_per_batch"},
      "graph_version": int | null, "graph": GraphSummary fields | null,
+     "graph_k": int | null, "graph_m": int | null,    # of the graph in use
+     "target_hardness": float | null,
      "staleness": {"seen_share", "mean", "q50", "q90", "max", "updates"} | null,
      "timing": {"sampler_seconds", "step_seconds", "sampler_share", "timed_steps",
                 "builds", "build_seconds", "stall_seconds"},

@@ -159,3 +159,24 @@ def test_bad_input_raises(tmp_path, clustered):
         merge_runs({"format": RUN_FORMAT, "runs": {"a": 1}})
     with pytest.raises(ValueError, match="documents"):
         merge_runs()
+
+
+def test_records_relative_hardness_and_the_graph_setting(clustered):
+    embeddings, labels = clustered
+    sampler = BatchSampler(len(embeddings), 32, k=5, m=60, seed=0, embeddings=embeddings, target_hardness=0.5)
+    monitor = SamplerMonitor(sampler, labels=labels, embeddings=embeddings)
+    _epoch(monitor, sampler)
+    record = monitor.on_epoch_end()
+    hardness = record["hardness"]
+    span = hardness["knn_reference"] - hardness["uniform_reference"]
+    assert span > 0
+    assert hardness["relative"] == pytest.approx((hardness["mean"] - hardness["uniform_reference"]) / span, abs=1e-3)
+    assert len(hardness["relative_by_quarter"]) == 4
+    assert (record["graph_k"], record["graph_m"]) == (sampler.refresh_stats.k, sampler.refresh_stats.m)
+    assert record["target_hardness"] == 0.5
+    assert monitor.config()["target_hardness"] == 0.5
+    uniform = UniformBatchSampler(len(embeddings), 32, seed=0)
+    plain = SamplerMonitor(uniform, embeddings=embeddings)
+    _epoch(plain, uniform)
+    record = plain.on_epoch_end()
+    assert abs(record["hardness"]["relative"]) < 0.1 and record["graph_k"] is None
