@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_runs", "save_png"]
+__all__ = ["plot_hardness_tradeoff", "plot_runs", "save_png"]
 
 logger = logging.getLogger(__name__)
 
@@ -205,3 +205,54 @@ def _graph(runs):
     _finish(label_axis, "Out-neighbours sharing the node's label", "neighbours per node")
     _finish(degree_axis, "In-degree (median, 10-90 % band)", "in-degree")
     return figure
+
+
+# Reference markers stand apart from the curves' colour cycle.
+_REFERENCE_STYLES = [("s", "0.55"), ("D", "black"), ("^", "white"), ("v", "0.8")]
+
+
+def plot_hardness_tradeoff(
+    curves: Mapping[str, list[Mapping[str, float]]],
+    path: str | os.PathLike,
+    *,
+    references: Mapping[str, Mapping[str, float]] | None = None,
+) -> Path:
+    """Same-label share (false-negative proxy) against relative hardness, one curve per setting.
+
+    Args:
+        curves: ``{label: [point, ...]}``; a point has ``relative_hardness`` and
+            ``same_label_share`` (means over seeds), optionally their ``*_std``, and
+            ``target``, written next to it.
+        path: the PNG to write.
+        references: optional ``{label: point}`` drawn as single markers (uniform, kNN batches).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: if no curve has a point.
+    """
+    if not any(curves.values()):
+        raise ValueError("curves holds no point to plot")
+    figure, (axis,) = _figure()
+    for label, points in curves.items():
+        if not points:
+            continue
+        points = sorted(points, key=lambda p: p["relative_hardness"])
+        x = [p["relative_hardness"] for p in points]
+        y = [p["same_label_share"] for p in points]
+        axis.errorbar(
+            x, y, xerr=[p.get("relative_hardness_std", 0.0) for p in points],
+            yerr=[p.get("same_label_share_std", 0.0) for p in points], marker="o", markersize=4, capsize=2,
+            linewidth=1.2, label=label,
+        )
+        for point in points:
+            if "target" in point:
+                axis.annotate(f"{point['target']:g}", (point["relative_hardness"], point["same_label_share"]),
+                              textcoords="offset points", xytext=(4, -10), fontsize=7, alpha=0.7)
+    for (label, point), (marker, colour) in zip((references or {}).items(), _REFERENCE_STYLES * 4):
+        axis.scatter([point["relative_hardness"]], [point["same_label_share"]], marker=marker, s=46, zorder=3,
+                     color=colour, edgecolors="black", linewidths=0.6, label=label)
+    _finish(axis, "Hardness against false negatives (labels: target_hardness)", "same-label share of in-batch pairs")
+    axis.set_xlabel("relative hardness (0: uniform batches, 1: exact kNN batches)")
+    return save_png(figure, path, dpi=110)

@@ -75,3 +75,17 @@ def test_accelerate_prepare():
 
 
 # The Lightning recipe (1 process, 2 gloo processes) is tested in test_lightning_recipe.py.
+
+
+def test_hardness_tradeoff_quick(tmp_path):
+    """The trade-off script's smoke run: tables, JSON and plot, targets held on the digits."""
+    import json
+
+    main = _load("hardness_tradeoff.py")["main"]
+    assert main(["--quick", "--output-dir", str(tmp_path)]) == 0
+    document = json.loads((tmp_path / "tradeoff.json").read_text())
+    for mode, points in document["curves"].items():
+        for point in points:
+            assert abs(point["relative_hardness"] - point["target"]) <= 0.1, (mode, point)
+    assert document["references"]["uniform batches"]["relative_hardness"] == pytest.approx(0.0, abs=0.05)
+    assert (tmp_path / "tradeoff.png").stat().st_size > 0 and "| exactly once |" in (tmp_path / "tradeoff.md").read_text()
