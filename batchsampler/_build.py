@@ -32,9 +32,10 @@ class BuiltRows:
 
     Attributes:
         rows: int64 ``[R]`` node ids of the rows, or ``None`` for all ``N`` nodes in order.
-        neighbors: int32 ``[R, k]`` by decreasing similarity.
+        neighbors: int32 ``[R, k]`` by decreasing similarity. Built with ``out``: the ``[N, k]``
+            output table itself, whose rows ``rows`` (all rows when ``None``) hold the result.
         scores: float32 ``[R, k]`` cosine similarities (NaN for random edges of masked rows),
-            or ``None`` when not kept.
+            or ``None`` when not kept; with ``out``, its ``[N, k]`` score table.
         params: build parameters to record (``k``, ``m``, ``backend``, ...).
     """
 
@@ -60,11 +61,19 @@ def build_rows(
     show_progress: bool,
     device: Any = None,
     precision: Any = "float32",
+    out: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> BuiltRows:
     """Validate the arguments and compute the rows of ``shard`` (see ``build_neighbor_rows``).
 
     ``device`` ``None``: the NumPy build. A torch device: the build of
     :mod:`batchsampler._torch_build` on that device (same plan, same graph up to float ties).
+
+    ``out``: an int32 and a float32 ``[N, k]`` table (the second ``None`` without
+    ``keep_scores``) that receive the shard's rows at their node rows, e.g. a rank's part of a
+    table in shared memory; the other rows are left as they are. The NumPy random backend
+    without a mask writes every block's top ``k`` straight there (no ``[R, k]`` arrays of its
+    own: no fresh memory, no copy); other builds compute their rows and copy them in. The
+    result's ``neighbors`` and ``scores`` are then these tables.
     """
     check_main_process("Building a proximity graph")
     if device is not None:
@@ -88,6 +97,8 @@ def build_rows(
 
         precision = check_precision(precision, device)
     rank, world = _check_shard(shard)
+    if out is not None:
+        out = _check_out(out, num_nodes, k, keep_scores)
     if k >= num_nodes:
         raise ValueError(f"k must be < the number of instances ({num_nodes}), got k={k}")
     if m < k:
@@ -103,11 +114,12 @@ def build_rows(
                 raise ValueError(f"mask must keep more than k={k} rows, keeps {valid_rows.size}")
             x = x[valid_rows] if device is None else x[torch_index(valid_rows, device)]
     if device is not None:
-        return _build_on_device(
+        built = _build_on_device(
             x, num_nodes, valid_rows, k, m, seed=seed, backend=backend, block_size=block_size,
             index_params=index_params, num_threads=num_threads, rank=rank, world=world,
             keep_scores=keep_scores, show_progress=show_progress, device=device, precision=precision,
         )
+        return built if out is None else _copy_out(built, out)
     x = _check_rows(x, num_nodes, valid_rows is not None)
 
     rng = np.random.default_rng(seed)
@@ -118,9 +130,12 @@ def build_rows(
     with limit_threads(num_threads):
         workers = num_threads or default_workers()
         if backend == "random":
+            direct = out if valid_rows is None else None  # masked: rows over the kept ids, remapped below
             rows, neighbors, scores, params["block_size"] = _random(
-                x, k, m, rng, block_size, rank, world, keep_scores, workers, show_progress
+                x, k, m, rng, block_size, rank, world, keep_scores, workers, show_progress, direct
             )
+            if direct is not None:
+                return BuiltRows(rows, neighbors, scores, params)
         else:
             from ._knn import EXACT_TILE
 
@@ -142,7 +157,41 @@ def build_rows(
         rows, neighbors, scores = _add_masked_rows(
             rows, neighbors, scores, valid_rows, num_nodes, rng, rank, world, keep_scores
         )
-    return BuiltRows(rows, neighbors, scores if keep_scores else None, params)
+    built = BuiltRows(rows, neighbors, scores if keep_scores else None, params)
+    return built if out is None else _copy_out(built, out)
+
+
+def _check_out(out: Any, num_nodes: int, k: int, keep_scores: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        neighbors, scores = out
+    except (TypeError, ValueError):
+        raise ValueError("out must be a pair (neighbors, scores) of [N, k] arrays") from None
+    expected = [("neighbors", neighbors, np.int32)]
+    if keep_scores:
+        expected.append(("scores", scores, np.float32))
+    elif scores is not None:
+        raise ValueError("out scores must be None when scores are not kept")
+    for name, array, dtype in expected:
+        if not (
+            isinstance(array, np.ndarray) and array.dtype == dtype and array.shape == (num_nodes, k)
+            and array.flags.c_contiguous and array.flags.writeable
+        ):
+            shown = f"{array.dtype} {array.shape}" if isinstance(array, np.ndarray) else type(array).__name__
+            raise ValueError(
+                f"out {name} must be a writable C-contiguous {np.dtype(dtype)} array of shape ({num_nodes}, {k}), "
+                f"got {shown}"
+            )
+    return neighbors, scores
+
+
+def _copy_out(built: BuiltRows, out: tuple[np.ndarray, np.ndarray | None]) -> BuiltRows:
+    """``built`` with its rows copied into the ``out`` tables (a build that computed rows of its own)."""
+    neighbors, scores = out
+    where = slice(None) if built.rows is None else built.rows
+    neighbors[where] = built.neighbors
+    if scores is not None:
+        scores[where] = built.scores
+    return BuiltRows(built.rows, neighbors, scores, built.params)
 
 
 def torch_index(rows: np.ndarray, device: Any) -> Any:
@@ -271,7 +320,8 @@ def _tile_rows(n: int, tiles: list[int] | None) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
-def _random(x, k, m, rng, block_size, rank, world, keep_scores, workers, show_progress):
+def _random(x, k, m, rng, block_size, rank, world, keep_scores, workers, show_progress, out=None):
+    """The random backend's rows; with ``out``, written straight into its ``[N, k]`` tables."""
     from threadpoolctl import threadpool_limits
 
     from . import _knn
@@ -287,11 +337,17 @@ def _random(x, k, m, rng, block_size, rank, world, keep_scores, workers, show_pr
     else:
         slots = np.concatenate([np.arange(s.start, s.stop) for s in map(plan.block_rows, blocks)] or [np.zeros(0, np.int64)])
         rows = plan.anchors[slots]
-        out_rows = np.empty(n, dtype=np.int64)
-        out_rows[slots] = np.arange(slots.size)
+        if out is None:
+            out_rows = np.empty(n, dtype=np.int64)
+            out_rows[slots] = np.arange(slots.size)
+        else:
+            out_rows = plan.anchors  # slot s goes to node row anchors[s] of the full table
         count = slots.size
-    neighbors = np.empty((count, k), dtype=np.int32)
-    scores = np.empty((count, k), dtype=np.float32) if keep_scores else None
+    if out is None:
+        neighbors = np.empty((count, k), dtype=np.int32)
+        scores = np.empty((count, k), dtype=np.float32) if keep_scores else None
+    else:
+        neighbors, scores = out
     inv_norms = _knn.inverse_norms(x)
     with threadpool_limits(limits=1, user_api="blas"):  # parallel over blocks instead
         _knn.random_rows(

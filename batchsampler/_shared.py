@@ -20,6 +20,21 @@ map (``MAP_SHARED``). Lifetime follows POSIX semantics and never depends on a ca
 
 Copies (pickle, ``copy.deepcopy``) of arrays backed by a table are ordinary private arrays.
 
+**Reuse (double buffering).** Making a table costs its first touch: the kernel zeroes and maps
+every page (about 0.5 s of CPU per 0.4 GB on a small VM), at every build. So a build group keeps
+the tables it made in a :class:`TablePool` (at most two: the graph being walked, and the one
+being built) and the next build writes into a pooled table that nothing refers to any more,
+instead of a new one: from the third build on, a training run's refreshes alternate between two
+tables whose pages are mapped already. A table is *free* when no array viewing it is alive in
+this process (a weak reference to the one array every view keeps alive, see
+:meth:`SharedTable.arrays`), and it is reused only when it is free on every rank of the node
+(the ranks agree over the build group). So a graph that is still walked, kept by the user, held
+by a pending build or a traceback, is never written to. A process that forks while it maps a
+table (a DataLoader worker, ``os.fork``) may read it from the child, where this process cannot
+see the references: every table mapped at a fork is retired, never reused. The price is memory:
+between builds the node keeps the spare table mapped (the peak, two tables during a build, is
+the same as without reuse); ``BuildGroup.release`` drops it.
+
 Set the environment variable ``BATCHSAMPLER_SHARED_MEMORY=0`` to keep every table private.
 Only Linux with a writable ``/dev/shm`` is supported; elsewhere tables are private.
 """
@@ -32,10 +47,11 @@ import os
 import socket
 import sys
 import threading
+import weakref
 
 import numpy as np
 
-__all__ = ["SharedTable", "enabled", "node_key", "segment_name"]
+__all__ = ["SharedTable", "TablePool", "enabled", "node_key", "segment_name"]
 
 SHM_DIR = "/dev/shm"
 PREFIX = "batchsampler-"
@@ -43,6 +59,16 @@ ENV = "BATCHSAMPLER_SHARED_MEMORY"
 
 _created: set[str] = set()  # paths this process created and has not unlinked yet
 _lock = threading.Lock()
+_forks = 0  # forks of this process so far (and of its parents, in a child): see TablePool
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_parent=_forked, after_in_child=_forked)
 
 
 def enabled() -> bool:
@@ -82,9 +108,9 @@ class SharedTable:
 
     One process per node creates the file (:meth:`create`), the others open it (:meth:`attach`);
     then each of the ``parts`` processes reserves its slice of the pages (:meth:`reserve`: the
-    zeroing of the table is split between them) and maps it (:meth:`map`). ``indices`` and
-    ``scores`` are then writable views of the mapping, which is closed when the last array
-    referring to it is freed.
+    zeroing of the table is split between them) and maps it (:meth:`map`). :meth:`arrays` then
+    hands out writable views of the mapping (again for a reuse, once no earlier view is alive:
+    :attr:`in_use`); the mapping is closed when the last of them, and the table object, are freed.
     """
 
     def __init__(self, path: str, fd: int, num_rows: int, k: int) -> None:
@@ -97,8 +123,9 @@ class SharedTable:
             raise OSError(f"shared graph table {path} has {info.st_size} bytes, expected {self.size}")
         self.inode = (info.st_dev, info.st_ino)
         self._fd: int | None = fd
-        self.indices: np.ndarray | None = None
-        self.scores: np.ndarray | None = None
+        self._buffer: mmap.mmap | None = None
+        self._bases: list[weakref.ref] = []  # the arrays that the views handed out keep alive
+        self.generation = -1  # the fork count when mapped (see TablePool)
 
     @classmethod
     def create(cls, name: str, num_rows: int, k: int) -> SharedTable:
@@ -145,13 +172,37 @@ class SharedTable:
         """Map the (reserved) table and close the file descriptor."""
         # MAP_POPULATE: the pages are mapped in one go, not faulted in one by one by the writes.
         flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        generation = _forks  # read before mapping: a fork from now on retires the table
         try:
-            buffer = mmap.mmap(self._fd, self.size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+            self._buffer = mmap.mmap(self._fd, self.size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
             self.close()
+        self.generation = generation
+
+    @property
+    def mapped(self) -> bool:
+        return self._buffer is not None
+
+    @property
+    def in_use(self) -> bool:
+        """Whether an array handed out by :meth:`arrays` (or any view of one) is still alive here."""
+        self._bases = [ref for ref in self._bases if ref() is not None]
+        return bool(self._bases)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Writable int32 and float32 ``[num_rows, k]`` views of the (mapped) table.
+
+        Every view of them keeps one base array alive (NumPy collapses chains of views to it),
+        which :attr:`in_use` watches with a weak reference.
+        """
+        if self._buffer is None:
+            raise RuntimeError("shared graph table not mapped")
+        base = np.frombuffer(self._buffer, dtype=np.uint8)
+        self._bases.append(weakref.ref(base))
         count = self.shape[0] * self.shape[1]
-        self.indices = np.frombuffer(buffer, dtype=np.int32, count=count).reshape(self.shape)
-        self.scores = np.frombuffer(buffer, dtype=np.float32, count=count, offset=4 * count).reshape(self.shape)
+        indices = base[: 4 * count].view(np.int32).reshape(self.shape)
+        scores = base[4 * count :].view(np.float32).reshape(self.shape)
+        return indices, scores
 
     def close(self) -> None:
         """Close the file descriptor if still open (a mapping stays valid)."""
@@ -162,6 +213,46 @@ class SharedTable:
     def unlink(self) -> None:
         """Remove the name (mappings stay valid until their arrays are freed)."""
         unlink(self.path)
+
+
+class TablePool:
+    """The mapped tables of one build group, for reuse by later builds (double buffering).
+
+    Holds at most ``capacity`` tables, oldest first. A table leaves the pool when a newer one
+    needs its place (the oldest free one first) or at :meth:`clear`; it then lives on as long
+    as arrays refer to it, like a table that was never pooled.
+    """
+
+    def __init__(self, capacity: int = 2) -> None:
+        self.capacity = capacity
+        self._tables: list[SharedTable] = []
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+    def free(self, num_rows: int, k: int) -> list[SharedTable]:
+        """Pooled tables of this shape that may be written: no view alive, not mapped before a fork."""
+        return [
+            t for t in self._tables
+            if t.shape == (num_rows, k) and t.generation == _forks and not t.in_use
+        ]
+
+    def get(self, path: str) -> SharedTable | None:
+        for table in self._tables:
+            if table.path == path:
+                return table
+        return None
+
+    def add(self, table: SharedTable) -> None:
+        """Pool a newly mapped table, dropping the oldest free (else the oldest) beyond capacity."""
+        self._tables = [t for t in self._tables if t.generation == _forks]  # retired by a fork
+        self._tables.append(table)
+        while len(self._tables) > self.capacity:
+            idle = [t for t in self._tables[:-1] if not t.in_use]
+            self._tables.remove(idle[0] if idle else self._tables[0])
+
+    def clear(self) -> None:
+        self._tables = []
 
 
 def unlink(path: str) -> None:

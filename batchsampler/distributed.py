@@ -67,6 +67,7 @@ _OP_IDENTICAL, _OP_UPDATE, _OP_CHECK, _OP_ROWS = 1, 2, 3, 4
 # The sampler's build group (see BuildGroup): its creation on the training group, then the
 # phases of one background build on the build group itself.
 _OP_GROUP, _OP_BUILD, _OP_SHARE, _OP_RESERVE, _OP_FILL, _OP_FILLED = 5, 6, 7, 8, 9, 10
+_OP_TABLE, _OP_MAPPED = 11, 12
 _HEADER = 4
 _MAX_SHOWN = 80  # characters of a value shown in an error message
 
@@ -445,7 +446,15 @@ class BuildGroup:
     """
 
     def __init__(self, context: DistributedContext) -> None:
+        from . import _shared
+
         self.context = context
+        self._pool = _shared.TablePool()  # this node's tables, for reuse (double buffering)
+        self._prepared: _Output | None = None  # the table output_table() opened for the next gather_graph
+
+    def release(self) -> None:
+        """Forget the pooled tables (each is freed once no graph refers to it). Builds may follow."""
+        self._pool.clear()
 
     @property
     def rank(self) -> int:
@@ -477,6 +486,105 @@ class BuildGroup:
             raise RuntimeError("; ".join(failures)) from error
         return [h[3] for h in headers]
 
+    def output_table(self, build: int, num_nodes: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``[N, k]`` tables build ``build`` will be gathered into, to write the shard's rows in.
+
+        A collective: every rank calls it before computing its rows (then passes the tables as
+        ``out`` to :func:`batchsampler._build.build_rows`, and calls :meth:`gather_graph` with the
+        same ``build``). The rows then go straight into the node's shared table (a pooled one
+        when one is free on every rank of the node), with no arrays of the shard's own and no
+        copy. Opens the same table as :meth:`gather_graph` would open after the rows.
+
+        Raises:
+            RuntimeError: on every rank, if the ranks are at different builds.
+        """
+        self._prepared = None
+        output = self._open_table(build, num_nodes, k, f"opening the table of background graph build {build}")
+        self._prepared = output
+        return output.neighbors, output.scores
+
+    def _open_table(self, build: int, num_nodes: int, k: int, doing: str) -> _Output:
+        """Agree on this build's table: a free pooled one, a new shared one, or a private one.
+
+        Ranks on one node (that see the same ``/dev/shm``) share one table. One that is free on
+        every rank of the node (see :class:`batchsampler._shared.TablePool`) is reused as it is;
+        otherwise the node's lowest rank creates a new one, every rank of the node reserves its
+        slice of the pages and maps it, and the name is unlinked once all have. A rank without a
+        shared table gets a private one (and the rows of the others by all-gather, at the fill).
+        Four header exchanges and one small object all-gather, whatever happens.
+        """
+        from . import _shared
+
+        node = None
+        if _shared.enabled():
+            try:
+                node = _shared.node_key()
+            except OSError:
+                node = None
+        free = [] if node is None else [t.path for t in self._pool.free(num_nodes, k)]
+        self._step(_OP_TABLE, build, None, 0, doing)  # every rank at this build before the objects
+        everyone = self.context._gather_objects({"node": node, "token": secrets.token_hex(8), "free": free})
+        mates = [r for r, e in enumerate(everyone) if node is not None and e["node"] == node]
+        leader = mates[0] if len(mates) > 1 else None
+        reused = None  # a pooled table free on every rank of the node, the same choice on each
+        if leader is not None:
+            common = [p for p in everyone[leader]["free"] if all(p in everyone[r]["free"] for r in mates)]
+            reused = self._pool.get(common[0]) if common else None
+        name = None if leader is None else _shared.segment_name(everyone[leader]["token"], build)
+        table = created_here = None  # this rank's shared table; the one it created (and unlinks)
+        codes = None
+        try:
+            if reused is not None:
+                table = reused
+            elif leader == self.rank:
+                try:
+                    table = created_here = _shared.SharedTable.create(name, num_nodes, k)
+                except OSError as caught:
+                    logger.warning("graph table not shared between this node's ranks (%s): each keeps a copy", caught)
+            created = self._step(_OP_SHARE, build, None, int(table is not None), doing)
+            if reused is None and leader is not None and leader != self.rank and created[leader]:
+                try:
+                    table = _shared.SharedTable.attach(name, num_nodes, k)
+                except OSError as caught:
+                    logger.warning("cannot open the node's shared graph table (%s): this rank keeps a copy", caught)
+            # Every rank of the node reserves (and so zeroes) its slice of the pages of a new
+            # table. The node shares it only if all of them could: a write to an unreserved page
+            # of a full /dev/shm would kill the process with SIGBUS.
+            reserved = int(reused is not None)
+            if table is not None and reused is None:
+                try:
+                    table.reserve(mates.index(self.rank), len(mates))
+                    reserved = 1
+                except OSError as caught:
+                    logger.warning("no room for the shared graph table (%s): each rank keeps a copy", caught)
+            reserved_by = self._step(_OP_RESERVE, build, None, reserved, doing)
+            if table is not None and not all(reserved_by[r] for r in mates):
+                table.close()
+                table = None
+            if table is not None and reused is None:
+                try:
+                    table.map()
+                except OSError as caught:  # its mates still share it; this rank gets the rows by all-gather
+                    logger.warning("cannot map the node's shared graph table (%s): this rank keeps a copy", caught)
+                    table.close()
+                    table = None
+            code = _digest(table.path)[0] & 0x3FFFFFFFFFFFFFFF if table is not None else -1 - self.rank
+            # A barrier too: every rank of the node has mapped the table (or given up on it).
+            codes = self._step(_OP_MAPPED, build, None, code, doing)
+        finally:
+            if table is not None:
+                table.close()  # (mapped: already closed)
+            if created_here is not None:
+                created_here.unlink()  # every mate has mapped it (or given up): the name is no longer needed
+        if table is None:
+            neighbors = np.empty((num_nodes, k), dtype=np.int32)
+            scores = np.empty((num_nodes, k), dtype=np.float32)
+        else:
+            if reused is None:
+                self._pool.add(table)
+            neighbors, scores = table.arrays()
+        return _Output(build, neighbors, scores, None if table is None else table.path, code, codes, reused is not None)
+
     def gather_graph(
         self,
         build: int,
@@ -490,88 +598,45 @@ class BuildGroup:
         Every rank passes its shard's ``(rows, neighbors, scores)`` (as from
         :func:`~batchsampler.graph.build_neighbor_rows`), or ``error`` if computing it failed:
         a failed rank still takes part, and every rank then raises. Ranks on one node (that see
-        the same ``/dev/shm``) write their rows straight into one table in shared memory (see
-        :mod:`batchsampler._shared`), so their rows need no exchange; rows of ranks with another
-        table (other nodes, or shared memory unavailable) are all-gathered over this group.
+        the same ``/dev/shm``) write their rows into one table in shared memory (see
+        :mod:`batchsampler._shared`; a pooled table when one is free on all of them), so their
+        rows need no exchange; rows of ranks with another table (other nodes, or shared memory
+        unavailable) are all-gathered over this group. After :meth:`output_table` (same build)
+        the table is the one opened there, and a shard whose ``neighbors`` is that table (built
+        with ``out=``) is already in place: nothing is copied.
 
         Returns:
             int32 and float32 ``[N, k]`` tables (views of the node's shared table, or private
-            arrays) and ``{"shared": path or None, "sharing": ranks mapping the table}``.
+            arrays) and ``{"shared": path or None, "sharing": ranks mapping the table,
+            "reused": whether the table is a pooled one}``.
 
         Raises:
             RuntimeError: on every rank, if a rank's shard failed (naming it and its error) or
                 the ranks are at different builds.
         """
-        from . import _shared
-
         doing = f"in background graph build {build}"
+        output, self._prepared = self._prepared, None
+        if output is not None and (output.build != build or output.neighbors.shape != (num_nodes, k)):
+            output = None  # not this build's (a caller that opened a table and never gathered it)
         self._step(_OP_BUILD, build, error, 0, doing)
+        if output is None:  # the table is opened after the rows (they are copied into it)
+            output = self._open_table(build, num_nodes, k, doing)
         rows, neighbors, scores = shard
-        node = None
-        if _shared.enabled():
-            try:
-                node = _shared.node_key()
-            except OSError:
-                node = None
-        everyone = self.context._gather_objects({"node": node, "token": secrets.token_hex(8)})
-        mates = [r for r, e in enumerate(everyone) if node is not None and e["node"] == node]
-        leader = mates[0] if len(mates) > 1 else None
-        name = None if leader is None else _shared.segment_name(everyone[leader]["token"], build)
-        table = created_here = None  # this rank's shared table; the one it created (and unlinks)
+        full_neighbors, full_scores = output.neighbors, output.scores
+        in_place = neighbors is full_neighbors  # written by build_rows(out=output_table(...))
+        failure = None
         try:
-            if leader == self.rank:
-                try:
-                    table = created_here = _shared.SharedTable.create(name, num_nodes, k)
-                except OSError as caught:
-                    logger.warning("graph table not shared between this node's ranks (%s): each keeps a copy", caught)
-            created = self._step(_OP_SHARE, build, None, int(table is not None), doing)
-            if leader is not None and leader != self.rank and created[leader]:
-                try:
-                    table = _shared.SharedTable.attach(name, num_nodes, k)
-                except OSError as caught:
-                    logger.warning("cannot open the node's shared graph table (%s): this rank keeps a copy", caught)
-            # Every rank of the node reserves (and so zeroes) its slice of the pages. The node
-            # shares the table only if all of them could: a write to an unreserved page of a full
-            # /dev/shm would kill the process with SIGBUS.
-            reserved = 0
-            if table is not None:
-                try:
-                    table.reserve(mates.index(self.rank), len(mates))
-                    reserved = 1
-                except OSError as caught:
-                    logger.warning("no room for the shared graph table (%s): each rank keeps a copy", caught)
-            reserved_by = self._step(_OP_RESERVE, build, None, reserved, doing)
-            if table is not None and not all(reserved_by[r] for r in mates):
-                table.close()
-                table = None
-            if table is not None:
-                try:
-                    table.map()
-                except OSError as caught:  # its mates still share it; this rank gets the rows by all-gather
-                    logger.warning("cannot map the node's shared graph table (%s): this rank keeps a copy", caught)
-                    table.close()
-                    table = None
-            failure = None
-            full_neighbors = full_scores = None
-            try:
-                if table is None:
-                    full_neighbors = np.empty((num_nodes, k), dtype=np.int32)
-                    full_scores = np.empty((num_nodes, k), dtype=np.float32)
-                else:
-                    full_neighbors, full_scores = table.indices, table.scores
+            if not in_place:
                 full_neighbors[rows] = neighbors
                 full_scores[rows] = scores
-            except Exception as caught:  # noqa: BLE001  (reported to every rank)
-                failure = caught
-            code = _digest(name)[0] & 0x3FFFFFFFFFFFFFFF if table is not None else -1 - self.rank
-            # A barrier too: every rank has written its rows and mapped its table.
-            codes = self._step(_OP_FILL, build, failure, code, doing)
-        finally:
-            if table is not None:
-                table.close()  # (mapped: already closed)
-            if created_here is not None:
-                created_here.unlink()  # every mate has mapped it (or given up): the name is no longer needed
+        except Exception as caught:  # noqa: BLE001  (reported to every rank)
+            failure = caught
+        # A barrier too: every rank has written its rows.
+        self._step(_OP_FILL, build, failure, 0, doing)
+        codes, code = output.codes, output.code
         if len(set(codes)) > 1:  # some table lacks rows other ranks computed: all-gather them
+            if in_place:
+                neighbors, scores = full_neighbors[rows], full_scores[rows]
             all_rows = self.context.all_gather_rows(rows)
             all_neighbors = self.context.all_gather_rows(np.asarray(neighbors, dtype=np.int32))
             all_scores = self.context.all_gather_rows(np.asarray(scores, dtype=np.float32))
@@ -584,5 +649,18 @@ class BuildGroup:
                     failure = caught
             del all_rows, all_neighbors, all_scores
             self._step(_OP_FILLED, build, failure, 0, doing)
-        info = {"shared": None if table is None else table.path, "sharing": codes.count(code)}
+        info = {"shared": output.path, "sharing": codes.count(code), "reused": output.reused}
         return full_neighbors, full_scores, info
+
+
+@dataclass
+class _Output:
+    """The table of one background build, as agreed by :meth:`BuildGroup._open_table`."""
+
+    build: int
+    neighbors: np.ndarray
+    scores: np.ndarray
+    path: str | None  # the shared table's name, or None for a private table
+    code: int  # equal on the ranks that share a table
+    codes: list[int]  # every rank's code
+    reused: bool

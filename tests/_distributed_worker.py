@@ -388,8 +388,15 @@ def background_checks(rank, world_size, out_dir):
         gc.collect()
         maps = _shm_maps()
         out["second_shared"] = second_name
+        # The old table stays mapped as the build group's spare (the next build reuses it) until
+        # the group releases its pool; then it is unmapped, as nothing else refers to it.
         out["old_still_mapped"] = first_name in maps
         out["new_mapped"] = second_name in maps
+        sampler._build_group.release()
+        gc.collect()
+        maps = _shm_maps()
+        out["old_mapped_after_release"] = first_name in maps
+        out["new_mapped_after_release"] = second_name in maps
         sampler.close()
         out["exists_after_close"] = any(os.path.exists(p) for p in (first_name, second_name))
         # Disabled shared memory: private tables, the same graph.
@@ -474,6 +481,165 @@ def background_failures(rank, world_size, out_dir):
         except RuntimeError as error:
             out["out_of_step"] = str(error)
         sampler.close()
+    except Exception as error:  # reported to the test, which asserts on it
+        import traceback
+
+        out["error"] = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
+    _finish(rank, out_dir, out)
+
+
+def _single_digest(sampler, seed, build, **kwargs):
+    """The digest of ProximityGraph.build on one process for background build ``build`` of ``sampler``."""
+    from batchsampler import ProximityGraph
+    from batchsampler.base import GRAPH_STREAM
+
+    seen = sampler.bank.seen
+    graph = ProximityGraph.build(
+        sampler.bank.embeddings, sampler.k, sampler.m, seed=np.random.SeedSequence([seed, GRAPH_STREAM, build]),
+        mask=None if seen.all() else seen, num_threads=1, **kwargs,
+    )
+    return _digest(graph)
+
+
+def background_reuse(rank, world_size, out_dir):
+    """Tables reused across background builds: the same graphs, a graph in use never written to."""
+    import gc
+
+    _init(rank, world_size, out_dir)
+    out = {}
+    n, seed = 300, 5
+    embeddings = _embeddings(n)
+    try:
+        sampler = _filled_sampler(rank, world_size, n, embeddings, 1.0, k=6, m=40, seed=seed, num_threads=1)
+        builds = []
+        for build in range(4):  # alternates between two tables from the third build on
+            pending = _background_graph(sampler)
+            builds.append({
+                "shared": pending.shared, "digest": _digest(sampler.graph),
+                "single": _single_digest(sampler, seed, build),
+            })
+        out["builds"] = builds
+        # A graph kept by the caller (here on rank 0 only) is not written to: the node reuses a
+        # table only when it is free on every rank, so the next builds make new ones.
+        held = sampler.graph if rank == 0 else None
+        held_digest = _digest(sampler.graph)
+        held_table = builds[-1]["shared"]
+        after_hold = []
+        for build in range(4, 7):
+            pending = _background_graph(sampler)
+            after_hold.append({
+                "shared": pending.shared, "digest": _digest(sampler.graph),
+                "single": _single_digest(sampler, seed, build),
+            })
+            gc.collect()
+        out["after_hold"] = after_hold
+        out["held_table"] = held_table
+        out["held_unchanged"] = held is None or _digest(held) == held_digest
+        del held
+        # A fork (here on rank 1 only) retires every table mapped at that time: the child may
+        # read them. The next build makes a new table although the spare is free.
+        if rank == 1:
+            child = os.fork()
+            if child == 0:
+                os._exit(0)
+            os.waitpid(child, 0)
+        before_fork = {b["shared"] for b in after_hold}
+        pending = _background_graph(sampler)
+        out["after_fork_new"] = pending.shared not in before_fork
+        out["after_fork_equal"] = _digest(sampler.graph) == _single_digest(sampler, seed, 7)
+        pending = _background_graph(sampler)  # a fresh pair again: the one before is free once more
+        out["after_fork_second"] = pending.shared
+        pending = _background_graph(sampler)
+        out["after_fork_third"] = pending.shared
+        out["after_fork_third_equal"] = _digest(sampler.graph) == _single_digest(sampler, seed, 9)
+        sampler._build_group.release()
+        sampler.close()
+        # BATCHSAMPLER_SHARED_MEMORY=0: private tables at every build, the same graphs.
+        os.environ["BATCHSAMPLER_SHARED_MEMORY"] = "0"
+        private = _filled_sampler(rank, world_size, n, embeddings, 1.0, k=6, m=40, seed=seed, num_threads=1)
+        out["private"] = []
+        for build in range(3):
+            pending = _background_graph(private)
+            out["private"].append([pending.shared, _digest(private.graph) == builds[build]["digest"]])
+        del os.environ["BATCHSAMPLER_SHARED_MEMORY"]
+        private.close()
+    except Exception as error:  # reported to the test, which asserts on it
+        import traceback
+
+        out["error"] = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
+    _finish(rank, out_dir, out)
+
+
+def build_into_table(rank, world_size, out_dir, config):
+    """BuildGroup.output_table + build_rows(out=...) + gather_graph: rows written in place, tables reused."""
+    import gc
+
+    from batchsampler import ProximityGraph
+    from batchsampler._build import build_rows
+
+    _init(rank, world_size, out_dir)
+    out = {"rank": rank, "builds": []}
+    n, k, m = 350, 6, 40
+    embeddings = _embeddings(n)
+    try:
+        _fake_nodes(rank, config.get("nodes"))
+        if config.get("private"):
+            os.environ["BATCHSAMPLER_SHARED_MEMORY"] = "0"
+        from batchsampler.distributed import DistributedContext
+
+        group = DistributedContext.detect(True).new_build_group()
+        current = None
+        for build, (backend, mask) in enumerate(
+            [("random", None), ("random", None), ("random", "half"), ("exact", None), ("random", None)]
+        ):
+            keep = None if mask is None else np.arange(n) % 5 != 0
+            seed = np.random.SeedSequence([11, build])
+            kwargs = dict(
+                seed=seed, mask=keep, backend=backend, block_size=None, index_params=None, num_threads=1,
+                keep_scores=True, show_progress=False,
+            )
+            table = group.output_table(build, n, k)
+            built = build_rows(embeddings, k, m, shard=(rank, world_size), out=table, **kwargs)
+            neighbors, scores, info = group.gather_graph(build, n, k, (built.rows, built.neighbors, built.scores))
+            del built, table
+            single = build_rows(embeddings, k, m, shard=(0, 1), **kwargs)
+            rows = np.arange(n) if single.rows is None else single.rows
+            expected_neighbors = np.empty((n, k), np.int32)
+            expected_scores = np.empty((n, k), np.float32)
+            expected_neighbors[rows], expected_scores[rows] = single.neighbors, single.scores
+            out["builds"].append({
+                "shared": info["shared"], "reused": info["reused"],
+                "indices_equal": bool(np.array_equal(neighbors, expected_neighbors)),
+                # exact kNN: sharded tiles may round scores in the last bit differently
+                "scores_equal": bool(np.allclose(scores, expected_scores, rtol=1e-6, atol=1e-6, equal_nan=True)),
+                "scores_identical": bool(np.array_equal(scores, expected_scores, equal_nan=True)),
+            })
+            current = ProximityGraph.from_neighbors(neighbors, scores)  # the previous graph is dropped
+            del neighbors, scores
+            gc.collect()
+        current_digest = _digest(current)
+        # A failed shard after output_table: every rank raises, the table goes back to the pool.
+        table = group.output_table(5, n, k)
+        error = ValueError("failed on rank 0") if rank == 0 else None
+        try:
+            group.gather_graph(5, n, k, None if error else (np.zeros(0, np.int64), table[0], table[1]), error)
+            out["failure"] = None
+        except RuntimeError as caught:
+            out["failure"] = str(caught)
+        del table
+        gc.collect()
+        table = group.output_table(6, n, k)
+        built = build_rows(embeddings, k, m, shard=(rank, world_size), out=table, seed=1, mask=None, backend="random",
+                           block_size=None, index_params=None, num_threads=1, keep_scores=True, show_progress=False)
+        neighbors, scores, info = group.gather_graph(6, n, k, (built.rows, built.neighbors, built.scores))
+        single = build_rows(embeddings, k, m, shard=(0, 1), seed=1, mask=None, backend="random", block_size=None,
+                            index_params=None, num_threads=1, keep_scores=True, show_progress=False)
+        out["after_failure"] = {
+            "reused": info["reused"], "equal": bool(np.array_equal(neighbors, single.neighbors)),
+            "shared": info["shared"],
+            "previous_intact": _digest(current) == current_digest,  # the graph in use was not written to
+        }
+        group.release()
     except Exception as error:  # reported to the test, which asserts on it
         import traceback
 

@@ -144,3 +144,62 @@ def test_rows_whose_products_overflow_float32_give_the_unit_rows_graph(backend):
     expected = ProximityGraph.build(unit, k=6, m=80, seed=1, backend=backend)
     graph = ProximityGraph.build(scaled, k=6, m=80, seed=1, backend=backend)
     np.testing.assert_array_equal(graph.neighbors, expected.neighbors)
+
+
+# ---------------------------------------------------------------------- build_rows(out=...)
+
+
+def _rows_kwargs(**overrides):
+    kwargs = dict(
+        seed=5, mask=None, backend="random", block_size=None, index_params=None, num_threads=1,
+        keep_scores=True, show_progress=False,
+    )
+    return {**kwargs, **overrides}
+
+
+@pytest.mark.parametrize("backend, masked", [("random", False), ("random", True), ("exact", False)])
+@pytest.mark.parametrize("world", [1, 3])
+def test_build_rows_into_out_tables_gives_the_rows_of_the_shards(backend, masked, world):
+    from batchsampler._build import build_rows
+
+    n, k, m = 2000, 8, 60
+    x = np.random.default_rng(1).standard_normal((n, 12)).astype(np.float32)
+    kwargs = _rows_kwargs(backend=backend, mask=np.arange(n) % 7 != 0 if masked else None)
+    expected_neighbors = np.full((n, k), -1, np.int32)
+    expected_scores = np.full((n, k), -2.0, np.float32)
+    neighbors = expected_neighbors.copy()
+    scores = expected_scores.copy()
+    for rank in range(world):
+        plain = build_rows(x, k, m, shard=(rank, world), **kwargs)
+        rows = slice(None) if plain.rows is None else plain.rows
+        expected_neighbors[rows], expected_scores[rows] = plain.neighbors, plain.scores
+        built = build_rows(x, k, m, shard=(rank, world), out=(neighbors, scores), **kwargs)
+        assert built.neighbors is neighbors and built.scores is scores
+        assert (built.rows is None) == (plain.rows is None)
+        if plain.rows is not None:
+            np.testing.assert_array_equal(built.rows, plain.rows)
+    # Bit for bit the rows of the plain shards, every row written once (none left at the fill).
+    np.testing.assert_array_equal(neighbors, expected_neighbors)
+    np.testing.assert_array_equal(scores, expected_scores)
+    assert (neighbors >= 0).all()
+
+
+def test_build_rows_rejects_out_tables_of_the_wrong_kind():
+    from batchsampler._build import build_rows
+
+    x = np.random.default_rng(1).standard_normal((100, 4)).astype(np.float32)
+    good = (np.zeros((100, 5), np.int32), np.zeros((100, 5), np.float32))
+    bad = [
+        (np.zeros((100, 5), np.int64), good[1]),
+        (good[0], np.zeros((99, 5), np.float32)),
+        (np.zeros((5, 100), np.int32).T, good[1]),
+        (good[0], None),
+        good[0],
+    ]
+    for out in bad:
+        with pytest.raises(ValueError, match="out"):
+            build_rows(x, 5, 20, shard=(0, 2), out=out, **_rows_kwargs())
+    with pytest.raises(ValueError, match="None when scores are not kept"):
+        build_rows(x, 5, 20, shard=(0, 2), out=good, **_rows_kwargs(keep_scores=False))
+    built = build_rows(x, 5, 20, shard=(0, 2), out=(good[0], None), **_rows_kwargs(keep_scores=False))
+    assert built.neighbors is good[0] and built.scores is None

@@ -75,8 +75,10 @@ def test_background_graphs_match_single_builds_and_share_one_table(tmp_path):
     for result in results:
         assert result["graph_in_mmap"] and not result["shared_exists_after_build"]
         assert result["state_group"] and result["pickle_private"] and result["deepcopy_private"]
-        # The replaced graph's table is unmapped, the new one mapped; no names are left.
-        assert not result["old_still_mapped"] and result["new_mapped"]
+        # The replaced graph's table stays mapped as the build group's spare (for reuse) until the
+        # group releases its pool, then it is unmapped; the new one stays mapped; no names are left.
+        assert result["old_still_mapped"] and result["new_mapped"]
+        assert not result["old_mapped_after_release"] and result["new_mapped_after_release"]
         assert not result["exists_after_close"]
         # BATCHSAMPLER_SHARED_MEMORY=0: private tables, the same graph.
         assert result["private_shared"] is None and result["private_equal"]
@@ -104,3 +106,55 @@ def test_a_build_failing_on_one_rank_raises_on_every_rank_at_the_swap(tmp_path):
         "background graph build failed: background graph builds out of step across ranks: rank 0 is at build 3 and "
         "rank 1 at build 2"
     )
+
+
+def test_tables_are_reused_across_builds_and_a_graph_in_use_is_never_written_to(tmp_path):
+    results = _spawn(worker.background_reuse, 2, tmp_path)
+    _no_errors(results)
+    builds = _same_on_every_rank(results, "builds")
+    # Every build: the graph of a single build with the same seed (bit for bit), on every rank.
+    assert all(b["digest"] == b["single"] for b in builds)
+    assert len({b["digest"] for b in builds}) == 4  # (each build has its own seed)
+    # Two tables, then the free one of the two is reused: A B A B.
+    paths = [b["shared"] for b in builds]
+    assert all(p.startswith("/dev/shm/batchsampler-") for p in paths)
+    assert paths[0] != paths[1] and paths[2] == paths[0] and paths[3] == paths[1]
+    # Rank 0 keeps the graph of build 3 (table B): B is never reused while it lives, not even by
+    # rank 1, which does not hold it; the graphs stay right, the kept one unchanged.
+    after = _same_on_every_rank(results, "after_hold")
+    held = _same_on_every_rank(results, "held_table")
+    assert all(a["digest"] == a["single"] for a in after)
+    assert all(a["shared"] != held for a in after)
+    assert after[0]["shared"] == paths[0]  # A was free (build 2's graph was replaced by build 3's)
+    assert all(r["held_unchanged"] for r in results)
+    # A fork on rank 1 retires the tables mapped then: a new table on both ranks, then reuse again.
+    assert all(r["after_fork_new"] and r["after_fork_equal"] and r["after_fork_third_equal"] for r in results)
+    second = _same_on_every_rank(results, "after_fork_second")
+    assert _same_on_every_rank(results, "after_fork_third") != second
+    # BATCHSAMPLER_SHARED_MEMORY=0: private tables, the same graphs as with shared ones.
+    for result in results:
+        assert result["private"] == [[None, True]] * 3
+
+
+@pytest.mark.parametrize("world_size, nodes, private", [(2, None, False), (3, ["a", "a", "b"], False), (2, None, True)])
+def test_rows_written_into_the_output_table_give_the_single_build(tmp_path, world_size, nodes, private):
+    # BuildGroup.output_table, then build_rows(out=...) and gather_graph: the rows go straight into
+    # the (shared or private) table; ranks "on another node" get the others' rows by all-gather.
+    results = _spawn(worker.build_into_table, world_size, tmp_path, {"nodes": nodes, "private": private})
+    _no_errors(results)
+    for result in results:
+        builds = result["builds"]
+        assert all(b["indices_equal"] and b["scores_equal"] for b in builds), builds
+        assert all(b["scores_identical"] for b, kind in zip(builds, "rrmer") if kind != "e")
+        shares = not private and (nodes is None or nodes[result["rank"]] == "a")
+        if not shares:
+            assert all(b["shared"] is None and not b["reused"] for b in builds)
+        else:
+            assert [b["reused"] for b in builds] == [False, False, True, True, True]
+            paths = [b["shared"] for b in builds]
+            assert paths[2] == paths[0] and paths[3] == paths[1] and paths[4] == paths[0]
+        assert result["failure"] == "rank 0 raised ValueError: failed on rank 0"
+        after = result["after_failure"]
+        assert after["equal"] and after["previous_intact"]
+        if shares:
+            assert after["reused"] and after["shared"] == builds[3]["shared"]
