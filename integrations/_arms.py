@@ -4,7 +4,9 @@
   NT-Xent spreads projection-head outputs nearly uniformly over the sphere, so in-batch cosine
   similarity in projection space is close to 0 whatever the sampler; the backbone's features
   (before the head) keep the structure the head discards.
-* ``replacement`` and ``target_hardness``: options of the sampler's constructor set per run.
+* ``replacement`` and ``target_hardness``: options of the sampler's constructor set per run
+  (``target_hardness``, in ``[0, 1]``, of :class:`batchsampler.BatchSampler` only: the relative
+  hardness to hold, 0 for uniform batches and 1 for exact kNN batches).
 * An *arm* of a comparison table is a sampler with these settings; :func:`arm_key` and
   :func:`arm_label` keep arms with different settings in different cells.
 
@@ -64,7 +66,7 @@ def check_run_options(config: Any) -> None:
     sampler it would be silently meaningless, so it is refused.
 
     Raises:
-        ValueError: on an unknown ``bank``, a non-finite ``target_hardness``, or a
+        ValueError: on an unknown ``bank``, a ``target_hardness`` outside ``[0, 1]``, or a
             ``target_hardness`` with ``config.sampler`` other than ``"batchsampler"``.
         TypeError: on a non-bool ``replacement`` or a non-real ``target_hardness``.
     """
@@ -77,21 +79,21 @@ def check_run_options(config: Any) -> None:
         return
     if isinstance(target, bool) or not isinstance(target, numbers.Real):
         raise TypeError(f"config.target_hardness must be a real number or None, got {type(target).__name__}")
-    if not math.isfinite(target):
-        raise ValueError(f"config.target_hardness must be finite, got {target}")
+    if not 0.0 <= target <= 1.0:  # NaN fails too
+        raise ValueError(f"config.target_hardness must be in [0, 1], got {target}")
     if config.sampler != "batchsampler":
         raise ValueError(f"config.target_hardness is an option of the 'batchsampler' sampler only, "
                          f"got it with sampler {config.sampler!r}")
 
 
 def check_target_flag(parser: Any, args: Any) -> None:
-    """Command lines: stop with ``parser.error`` when ``--target-hardness`` is not finite or no
-    run of ``--samplers`` would take it (it goes to the ``batchsampler`` runs only)."""
+    """Command lines: stop with ``parser.error`` when ``--target-hardness`` is outside ``[0, 1]``
+    or no run of ``--samplers`` would take it (it goes to the ``batchsampler`` runs only)."""
     target = args.target_hardness
     if target is None:
         return
-    if not math.isfinite(target):
-        parser.error(f"--target-hardness must be finite, got {target}")
+    if not 0.0 <= target <= 1.0:
+        parser.error(f"--target-hardness must be in [0, 1], got {target}")
     if "batchsampler" not in args.samplers:
         parser.error("--target-hardness is an option of the batchsampler sampler, which --samplers does not include")
 

@@ -160,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="embeddings fed back to the sampler: projection-head outputs, GIN embeddings "
                              "before the head, or both (default: %(default)s)")
     parser.add_argument("--target-hardness", type=float, default=None, metavar="FLOAT",
-                        help="target_hardness of the batchsampler runs (other samplers do not take it)")
+                        help="relative hardness in [0, 1] the batchsampler runs hold (0: uniform, 1: kNN batches; "
+                             "other samplers do not take it)")
     parser.add_argument("--replacement", action="store_true",
                         help="independent batches (replacement=True) for every sampler")
     parser.add_argument("--output-dir", type=Path, default=Path("results/graphcl"))

@@ -189,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--restart-prob", type=float, default=0.2)
     parser.add_argument("--refresh-every", type=int, default=10, help="graph rebuild period (batches)")
     parser.add_argument("--target-hardness", type=float, default=None, metavar="FLOAT",
-                        help="target_hardness of the batchsampler runs (other samplers do not take it)")
+                        help="relative hardness in [0, 1] the batchsampler runs hold (0: uniform, 1: kNN batches; "
+                             "other samplers do not take it)")
     parser.add_argument("--replacement", action="store_true",
                         help="independent batches (replacement=True) for every sampler")
     parser.add_argument("--max-pairs", type=int, default=None, help="score a seeded subsample of each STS set")

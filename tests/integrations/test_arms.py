@@ -79,8 +79,9 @@ def test_run_options_are_checked_and_reach_only_the_samplers_that_take_them():
         check_run_options(_config(bank="head"))
     with pytest.raises(ValueError, match="config.target_hardness.*'batchsampler' sampler only"):
         check_run_options(_config(sampler="uniform", target_hardness=0.3))
-    with pytest.raises(ValueError, match="config.target_hardness must be finite"):
-        check_run_options(_config(target_hardness=float("nan")))
+    for bad in (float("nan"), -0.1, 1.5):
+        with pytest.raises(ValueError, match=r"config.target_hardness must be in \[0, 1\]"):
+            check_run_options(_config(target_hardness=bad))
     with pytest.raises(TypeError, match="config.target_hardness"):
         check_run_options(_config(target_hardness="0.3"))
     with pytest.raises(TypeError, match="config.replacement"):

@@ -77,6 +77,8 @@ def test_zero_learning_rate_reproduces_the_starting_model(tiny, encoder):
     ({"batch_size": 1000}, "config.batch_size"),
     ({"steps": 0}, "config.steps"),
     ({"loss": "hscl"}, "needs labels"),
+    ({"sampler": "uniform", "target_hardness": 0.5}, "config.target_hardness"),
+    ({"target_hardness": 1.5}, r"config.target_hardness must be in \[0, 1\]"),
 ])
 def test_bad_configuration_fails_before_any_work(tiny, bad, match, monkeypatch):
     from batchsampler.integrations.text import train

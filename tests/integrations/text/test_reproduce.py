@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from batchsampler.cli import main
 
 
@@ -21,3 +23,26 @@ def test_quick_reproduction_writes_table_json_and_chart(tiny_data, encoder_avail
     out_text, err = capsys.readouterr()
     assert "3 runs in" in out_text
     assert "SimCSE runs" not in err and "step/s" not in err  # no bars: stderr is not a terminal
+
+
+def test_target_and_replacement_flags_reach_the_runs_and_label_the_arms(tiny_data, encoder_available, tmp_path):
+    root, _ = tiny_data
+    out = tmp_path / "out"
+    argv = ["reproduce", "text", "--quick", "--corpus", str(root / "corpus.txt.xz"), "--sts-dirs", str(root),
+            "--samplers", "uniform", "batchsampler", "--target-hardness", "0.5", "--replacement", "--output-dir", str(out)]
+    assert main(argv) == 0
+    runs = json.loads((out / "simcse_runs.json").read_text())["runs"]
+    assert [(r["config"]["sampler"], r["config"]["target_hardness"], r["config"]["replacement"]) for r in runs] == \
+        [("uniform", None, True), ("batchsampler", 0.5, True)]
+    table = (out / "simcse_table.md").read_text()
+    assert "| ntxent | uniform (replacement) (n=1) |" in table
+    assert "| ntxent | batchsampler (target=0.5, replacement) (n=1) |" in table
+
+
+def test_bad_run_flags_stop_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["reproduce", "text", "--samplers", "uniform", "--target-hardness", "0.5", "--corpus", str(tmp_path)])
+    assert stop.value.code == 2 and "--target-hardness is an option of the batchsampler" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["reproduce", "text", "--bank", "backbone", "--corpus", str(tmp_path)])  # no bank space for SimCSE
+    assert stop.value.code == 2 and "unrecognized arguments: --bank" in capsys.readouterr().err

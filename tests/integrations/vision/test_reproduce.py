@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from batchsampler.cli import main
@@ -43,3 +44,47 @@ def test_quick_reproduction_on_fashion_mnist(fashion_root, tmp_path, capsys):
     assert main(["reproduce", "vision", "--quick", "--root", str(fashion_root), "--output-dir", str(out)]) == 0
     record = _check_outputs(out, capsys)
     assert record["train_shape"] == [512, 1, 28, 28] and record["torch_threads"] == 1
+
+
+def _image_folder(root):
+    for split, seed in (("train", 0), ("test", 1)):
+        images, labels = pattern_images(8, size=12, seed=seed)
+        for i, (image, label) in enumerate(zip(images, labels)):
+            path = root / split / f"class{label}" / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(path)
+    return root
+
+
+def _tiny_run(tmp_path, *flags):
+    out = tmp_path / "out"
+    argv = ["reproduce", "vision", "--quick", "--dataset", "folder", "--root", str(_image_folder(tmp_path / "data")),
+            "--batch-size", "8", "--epochs", "1", "--no-linear-probe", "--output-dir", str(out), *flags]
+    assert main(argv) == 0
+    return json.loads((out / "simclr_runs.json").read_text())["runs"], (out / "simclr_table.md").read_text()
+
+
+def test_bank_and_replacement_flags_reach_every_run_and_label_the_arms(tmp_path):
+    runs, table = _tiny_run(tmp_path, "--samplers", "uniform", "knn", "--bank", "both", "--replacement")
+    assert [(r["config"]["sampler"], r["config"]["bank"], r["config"]["replacement"], r["config"]["target_hardness"])
+            for r in runs] == [("uniform", "both", True, None), ("knn", "both", True, None)]
+    assert "| ntxent | uniform (bank=both, replacement) |" in table and "| ntxent | knn (bank=both, replacement) |" in table
+
+
+def test_target_hardness_reaches_the_batchsampler_runs_only(tmp_path):
+    runs, table = _tiny_run(tmp_path, "--samplers", "uniform", "batchsampler", "--target-hardness", "0.3",
+                            "--bank", "backbone")
+    assert {r["config"]["sampler"]: r["config"]["target_hardness"] for r in runs} == {"uniform": None, "batchsampler": 0.3}
+    assert "| uniform (bank=backbone) |" in table and "| batchsampler (bank=backbone, target=0.3) |" in table
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--bank", "head"], "invalid choice: 'head'"),
+    (["--target-hardness", "0.3", "--samplers", "uniform", "knn"], "--target-hardness is an option of the batchsampler"),
+    (["--target-hardness", "nan"], "--target-hardness must be in [0, 1]"),
+    (["--target-hardness", "2"], "--target-hardness must be in [0, 1]"),
+])
+def test_bad_run_flags_stop_before_any_work(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as stop:
+        main(["reproduce", "vision", "--root", str(tmp_path / "missing"), *flags])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
