@@ -34,8 +34,9 @@ def test_summary_averages_only_the_epochs_that_walked_a_graph():
 
 def test_quick_sweep_writes_table_json_and_plot(tu_root, tmp_path):
     out = tmp_path / "sweep"
-    assert main(["--quick", "--root", str(tu_root), "--output-dir", str(out)]) == 0
+    assert main(["--quick", "--root", str(tu_root), "--output-dir", str(out), "--bank", "backbone"]) == 0
     document = json.loads((out / "sweep_runs.json").read_text())
     assert [row["variant"] for row in document["summary"]] == ["defaults", "uniform"]
+    assert document["bank"] == "backbone" and all(r["config"]["bank"] == "backbone" for r in document["runs"])
     assert "| defaults | 1 |" in (out / "sweep_table.md").read_text()
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
