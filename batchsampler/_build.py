@@ -120,7 +120,7 @@ def build_rows(
             keep_scores=keep_scores, show_progress=show_progress, device=device, precision=precision,
         )
         return built if out is None else _copy_out(built, out)
-    x = _check_rows(x, num_nodes, valid_rows is not None)
+    x, squares = _check_rows(x, num_nodes, valid_rows is not None)
 
     rng = np.random.default_rng(seed)
     n = x.shape[0]
@@ -132,7 +132,7 @@ def build_rows(
         if backend == "random":
             direct = out if valid_rows is None else None  # masked: rows over the kept ids, remapped below
             rows, neighbors, scores, params["block_size"] = _random(
-                x, k, m, rng, block_size, rank, world, keep_scores, workers, show_progress, direct
+                x, k, m, rng, block_size, rank, world, keep_scores, workers, show_progress, direct, squares
             )
             if direct is not None:
                 return BuiltRows(rows, neighbors, scores, params)
@@ -279,7 +279,7 @@ def _warn_zero_rows(zero: int, rows: int, num_nodes: int, masked: bool) -> None:
     )
 
 
-def _check_rows(x: np.ndarray, num_nodes: int, masked: bool) -> np.ndarray:
+def _check_rows(x: np.ndarray, num_nodes: int, masked: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """Warn about all-zero rows; return ``x``, with unit rows if its scale could overflow.
 
     One pass computes the squared norms (float64). A zero norm is an all-zero row: it has
@@ -287,18 +287,33 @@ def _check_rows(x: np.ndarray, num_nodes: int, masked: bool) -> np.ndarray:
     ``sqrt(float32 max / 4)`` could overflow the float32 dot products of the build (to inf,
     or NaN from inf - inf): then the rows are scaled to unit norm first, which leaves every
     cosine similarity, and so the graph, as it is.
+
+    Returns:
+        ``x`` (or its unit rows) and the squared norms of the returned rows when they are those
+        computed here (float32 ``x`` left as it is: the random backend's inverse norms are
+        computed from them, saving a second pass over ``[N, d]``), else ``None``.
     """
     squares = np.einsum("ij,ij->i", x, x, dtype=np.float64)
     zero = int(squares.size - np.count_nonzero(squares))
     if zero:
         _warn_zero_rows(zero, x.shape[0], num_nodes, masked)
     if not squares.max() > np.finfo(np.float32).max / 4:  # also catches inf (float64 overflow)
-        return x
+        return x, squares if x.dtype == np.float32 else None
     x = np.asarray(x, dtype=np.float64)
     scale = np.abs(x).max(axis=1, keepdims=True)  # to [-1, 1] first: the squares stay finite
     x = x / np.where(scale > 0, scale, 1.0)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32), None
+
+
+def _inverse_norms(x: np.ndarray, squares: np.ndarray | None) -> np.ndarray:
+    """:func:`batchsampler._knn.inverse_norms` of float32 ``x``, from its squared norms when known."""
+    from . import _knn
+
+    if squares is None:
+        return _knn.inverse_norms(x)
+    # The formula of _knn.inverse_norms (tests/test_build.py checks that both agree bit for bit).
+    return (1.0 / np.maximum(np.sqrt(squares), np.finfo(np.float32).tiny)).astype(np.float32)
 
 
 def _check_shard(shard: Any) -> tuple[int, int]:
@@ -320,8 +335,11 @@ def _tile_rows(n: int, tiles: list[int] | None) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
-def _random(x, k, m, rng, block_size, rank, world, keep_scores, workers, show_progress, out=None):
-    """The random backend's rows; with ``out``, written straight into its ``[N, k]`` tables."""
+def _random(x, k, m, rng, block_size, rank, world, keep_scores, workers, show_progress, out=None, squares=None):
+    """The random backend's rows; with ``out``, written straight into its ``[N, k]`` tables.
+
+    ``squares``: the float64 squared norms of float32 ``x`` (from :func:`_check_rows`), or ``None``.
+    """
     from threadpoolctl import threadpool_limits
 
     from . import _knn
@@ -348,7 +366,7 @@ def _random(x, k, m, rng, block_size, rank, world, keep_scores, workers, show_pr
         scores = np.empty((count, k), dtype=np.float32) if keep_scores else None
     else:
         neighbors, scores = out
-    inv_norms = _knn.inverse_norms(x)
+    inv_norms = _inverse_norms(x, squares)
     with threadpool_limits(limits=1, user_api="blas"):  # parallel over blocks instead
         _knn.random_rows(
             x, inv_norms, k, plan, blocks, neighbors, scores, out_rows,

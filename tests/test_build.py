@@ -203,3 +203,17 @@ def test_build_rows_rejects_out_tables_of_the_wrong_kind():
         build_rows(x, 5, 20, shard=(0, 2), out=good, **_rows_kwargs(keep_scores=False))
     built = build_rows(x, 5, 20, shard=(0, 2), out=(good[0], None), **_rows_kwargs(keep_scores=False))
     assert built.neighbors is good[0] and built.scores is None
+
+
+def test_inverse_norms_from_the_checked_squares_are_those_of_knn():
+    from batchsampler import _knn
+    from batchsampler._build import _check_rows, _inverse_norms
+
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((500, 24)) * rng.uniform(1e-20, 1e15, size=(500, 1))).astype(np.float32)
+    x[:3] = 0.0
+    checked, squares = _check_rows(x, 500, False)
+    assert checked is x and squares is not None
+    np.testing.assert_array_equal(_inverse_norms(x, squares), _knn.inverse_norms(x))
+    # float64 rows: no squares (the build casts to float32 and computes its own)
+    assert _check_rows(x.astype(np.float64), 500, False)[1] is None
