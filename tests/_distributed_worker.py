@@ -278,6 +278,8 @@ def background_stream(rank, world_size, out_dir, config):
         _count_shards(calls)
         distributed_sampler = BatchSampler(n, batch_size, **kwargs)
         stream, versions = run(distributed_sampler)
+        if distributed_sampler._pending is not None:  # the build requested last, not swapped in: let it finish
+            distributed_sampler._pending.future.result(timeout=60)
         distributed_calls, calls[:] = list(calls), []
         single_sampler = BatchSampler(n, batch_size * world_size, distributed=False, **kwargs)
         single_stream, single_versions = run(single_sampler)
