@@ -28,6 +28,7 @@ __all__ = [
     "check_bank",
     "check_run_options",
     "check_target_flag",
+    "epoch_hardness",
     "sampler_extras",
 ]
 
@@ -165,3 +166,35 @@ def arm_label(config: Mapping[str, Any]) -> str:
     if replacement:
         notes.append("replacement")
     return f"{sampler} ({', '.join(notes)})" if notes else sampler
+
+
+def epoch_hardness(sampler: Any, batches: Sequence[Sequence[int]], bank: Any) -> dict[str, Any]:
+    """Per-epoch fields of a run record: relative hardness and the graph setting in use.
+
+    ``relative_hardness`` (and ``relative_by_quarter``, per quarter of the epoch) puts the
+    epoch's batches on the 0-1 scale of :mod:`batchsampler.hardness` (0: uniform batches, 1:
+    exact kNN batches), measured in ``bank`` (``None``: the bank is not complete yet; the
+    fields are then ``None``). ``graph_k`` / ``graph_m`` are those of the sampler's graph
+    (``None`` without one): a ``target_hardness`` search changes them.
+    """
+    from batchsampler.hardness import epoch_profile, hardness_scale
+
+    graph = getattr(sampler, "graph", None)
+    fields: dict[str, Any] = {
+        "relative_hardness": None, "relative_by_quarter": None,
+        "graph_k": None if graph is None else graph.build_params.get("k"),
+        "graph_m": None if graph is None else graph.build_params.get("m"),
+    }
+    if bank is None or not batches:
+        return fields
+    import numpy as np
+
+    scale = hardness_scale(bank, max(2, sampler.global_batch_size), np.random.default_rng(0))
+    profile = epoch_profile(bank, [list(batch) for batch in batches], scale)
+    fields["relative_hardness"] = _finite(profile["relative_hardness"])
+    fields["relative_by_quarter"] = [_finite(value) for value in profile["by_part"]]
+    return fields
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None

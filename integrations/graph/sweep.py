@@ -33,7 +33,7 @@ from ...diagnostics.plots import save_png
 from .. import require_extra
 from .._arms import BANK_SPACES
 
-__all__ = ["variants", "run_sweep", "summarize", "markdown_table", "main"]
+__all__ = ["factor_variants", "variants", "run_sweep", "summarize", "markdown_table", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,34 @@ def variants(num_graphs: int, batch_size: int = 128) -> list[tuple[str, dict]]:
     found.append((f"refresh every {5 * per_epoch} batches", {"refresh_every": 5 * per_epoch}))
     for value in (0, 5):
         found.append((f"warm-up {value} epochs", {"warmup_epochs": value}))
+    return found
+
+
+def factor_variants(num_graphs: int, batch_size: int = 32) -> list[tuple[str, dict]]:
+    """The factors of issue 15, one at a time around the defaults, with uniform batches first.
+
+    Exactly-once against replacement epochs; the projection against the backbone bank; ``k``
+    relative to the batch size (``B / 8``, ``B / 2``, ``B``, ``2 B``, within ``N - 1``); and
+    ``target_hardness`` 0.25, 0.5, 0.75. Every variant has the same batch size, so the same
+    step budget as the uniform runs it is paired with.
+    """
+    if num_graphs < 4:
+        raise ValueError(f"num_graphs must be >= 4, got {num_graphs}")
+    from .train import GraphCLConfig, sampler_options
+
+    m = sampler_options(GraphCLConfig(batch_size=batch_size), num_graphs)["m"]
+    found: list[tuple[str, dict]] = [
+        ("uniform", {"sampler": "uniform"}),
+        ("defaults", {}),
+        ("replacement", {"replacement": True}),
+        ("uniform, replacement", {"sampler": "uniform", "replacement": True}),
+        ("backbone bank", {"bank": "backbone"}),
+    ]
+    for label, value in (("B/8", batch_size // 8), ("B/2", batch_size // 2), ("B", batch_size), ("2B", 2 * batch_size)):
+        k = min(max(1, value), num_graphs - 1)
+        found.append((f"k={k} ({label})", {"k": k, "m": max(m, k)}))
+    for target in (0.25, 0.5, 0.75):
+        found.append((f"target={target}", {"target_hardness": target}))
     return found
 
 
@@ -102,15 +130,37 @@ def summarize(runs: list[dict]) -> list[dict]:
         walked = [e for r in group for e in r["epochs"] if e.get("graph_version", 0) > 0 or
                   (r["config"]["sampler"] == "uniform" and e["epoch"] > 0)]
         hardness = [e["mean_similarity"] for e in walked if e.get("mean_similarity") is not None]
+        relative = [e["relative_hardness"] for e in walked if e.get("relative_hardness") is not None]
         same = [e["same_label_share"] for e in walked if e.get("same_label_share") is not None]
         rows.append({
             "variant": label, "runs": len(group), "accuracy": float(np.mean(accuracy)),
             "accuracy_std": float(np.std(accuracy)),
+            "per_seed": {int(r["config"].get("seed", 0)): 100 * r["accuracy"] for r in group},
             "hardness": float(np.mean(hardness)) if hardness else None,
+            "relative_hardness": float(np.mean(relative)) if relative else None,
             "same_label_share": float(np.mean(same)) if same else None,
             "train_seconds": float(np.mean([r["train_seconds"] for r in group])),
         })
+    _pair_with_uniform(rows, runs)
     return rows
+
+
+def _pair_with_uniform(rows: list[dict], runs: list[dict]) -> None:
+    """Add each row's accuracy difference to the uniform run of the same seed and batch size
+    (``paired_difference``: mean and ``paired_std`` over the seeds both have; ``None`` without one)."""
+    uniform: dict[tuple[int, int], float] = {}
+    for r in runs:
+        if r["config"]["sampler"] == "uniform" and not r["config"].get("replacement", False):
+            uniform[(int(r["config"].get("batch_size", 0)), int(r["config"].get("seed", 0)))] = 100 * r["accuracy"]
+    sizes = {r["variant"]: int(r["config"].get("batch_size", 0)) for r in runs}
+    for row in rows:
+        differences = [
+            value - uniform[(sizes[row["variant"]], seed)] for seed, value in row["per_seed"].items()
+            if (sizes[row["variant"]], seed) in uniform
+        ]
+        row["paired_difference"] = float(np.mean(differences)) if differences else None
+        row["paired_std"] = float(np.std(differences, ddof=1)) if len(differences) > 1 else None
+        row["paired_seeds"] = len(differences)
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -118,11 +168,21 @@ def markdown_table(rows: list[dict]) -> str:
     def number(value, digits=3):
         return "—" if value is None else f"{value:.{digits}f}"
 
-    lines = ["| variant | runs | accuracy % | in-batch cosine | same-label share | train s |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | runs | accuracy % | per seed | paired difference to uniform | in-batch cosine | "
+        "relative hardness | same-label share | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
+        paired = "—"
+        if row.get("paired_difference") is not None:
+            paired = f"{row['paired_difference']:+.2f}" + (
+                f" ± {row['paired_std']:.2f}" if row.get("paired_std") is not None else "")
+        seeds = " / ".join(f"{value:.1f}" for _, value in sorted(row.get("per_seed", {}).items()))
         lines.append(
-            f"| {row['variant']} | {row['runs']} | {row['accuracy']:.2f} ± {row['accuracy_std']:.2f} | "
-            f"{number(row['hardness'])} | {number(row['same_label_share'])} | {row['train_seconds']:.1f} |"
+            f"| {row['variant']} | {row['runs']} | {row['accuracy']:.2f} ± {row['accuracy_std']:.2f} | {seeds} | "
+            f"{paired} | {number(row['hardness'])} | {number(row.get('relative_hardness'))} | "
+            f"{number(row['same_label_share'])} | {row['train_seconds']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -161,6 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bank", choices=BANK_SPACES, default="projection",
                         help="embeddings fed back to the sampler in every variant (default: %(default)s)")
     parser.add_argument("--only", nargs="+", default=None, help="run only the variants with these labels")
+    parser.add_argument("--factors", action="store_true",
+                        help="the factors of issue 15 (epochs, bank, k against B, target_hardness) instead of the "
+                             "one-setting sweep; pair it with --batch-size")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first .. first + n - 1 (default: %(default)s)")
     parser.add_argument("--output-dir", type=Path, default=Path("results/graphcl_sweep"))
     parser.add_argument("--quick", action="store_true", help="defaults and uniform, 1 seed, 2 epochs")
     add_progress_flag(parser)
@@ -171,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .data import load_tu_dataset
 
     dataset = load_tu_dataset(args.dataset, args.root)
-    chosen = variants(len(dataset), args.batch_size)
+    chosen = (factor_variants if args.factors else variants)(len(dataset), args.batch_size)
     if args.quick:
         chosen, args.seeds, args.epochs = chosen[:2], 1, 2
     elif args.only:
@@ -182,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     runs = run_sweep(
-        dataset, chosen, range(args.seeds), checkpoint=args.output_dir / "sweep_runs.json",
+        dataset, chosen, range(args.first_seed, args.first_seed + args.seeds), checkpoint=args.output_dir / "sweep_runs.json",
         epochs=args.epochs, loss=args.loss, batch_size=args.batch_size, bank=args.bank, progress=progress_wanted(args.no_progress),
     )
     wall = time.perf_counter() - start

@@ -15,7 +15,7 @@ from batchsampler import SAMPLERS, scaled_graph_size
 from batchsampler.diagnostics import summarize_epoch
 from batchsampler.losses import get_loss
 
-from .._arms import bank_rows, check_run_options, sampler_extras
+from .._arms import bank_rows, check_run_options, epoch_hardness, sampler_extras
 from .augment import AUGMENTATIONS
 from .data import GraphCLDataset
 from .evaluate import svm_accuracy
@@ -131,6 +131,7 @@ def train_graphcl(dataset, config: GraphCLConfig, *, progress: bool = False) -> 
             sampler.update(indices, bank_rows(config.bank, (z1, z2), (h1, h2)))
         summary = summarize_epoch(batches, len(graphs), labels=labels, embeddings=_bank_or_none(sampler))
         epochs.append({"epoch": epoch, "loss": total / len(batches), **summary.as_dict(),
+                       **epoch_hardness(sampler, batches, _bank_or_none(sampler)),
                        "graph_version": getattr(sampler, "graph_version", 0)})
         bar.set_postfix(loss=f"{total / len(batches):.3f}")
     train_seconds = time.perf_counter() - start

@@ -14,7 +14,7 @@ from batchsampler import SAMPLERS, scaled_graph_size
 from batchsampler.diagnostics import summarize_epoch
 from batchsampler.losses import get_loss
 
-from .._arms import bank_rows, check_run_options, sampler_extras
+from .._arms import bank_rows, check_run_options, epoch_hardness, sampler_extras
 from .augment import AugmentConfig, simclr_view
 from .data import ImageData, IndexedImages
 from .evaluate import embed_images, knn_monitor, linear_probe
@@ -178,6 +178,7 @@ def train_simclr(train: ImageData, test: ImageData, config: SimCLRConfig, *, pro
         accuracy = monitor() if measure else None
         monitor_seconds += time.perf_counter() - start
         epochs.append({"epoch": epoch, "loss": total / len(batches), "knn_accuracy": accuracy, **summary.as_dict(),
+                       **epoch_hardness(sampler, batches, bank),
                        "graph_version": getattr(sampler, "graph_version", 0)})
         bar.set_postfix(loss=f"{total / len(batches):.3f}", knn="-" if accuracy is None else f"{accuracy:.3f}")
         logger.debug("%s epoch %d: loss %.4f knn %s", config.sampler, epoch, total / len(batches), accuracy)

@@ -101,3 +101,22 @@ def test_arms_differ_by_their_settings_and_old_records_read_as_defaults():
     labels = {arm_label({**default, **change}) for change in
               ({}, {"bank": "backbone"}, {"target_hardness": 0.1}, {"target_hardness": 0.2}, {"replacement": True})}
     assert len(labels) == 5
+
+
+def test_epoch_hardness_puts_batches_on_the_relative_scale():
+    import numpy as np
+
+    from batchsampler import BatchSampler, UniformBatchSampler
+    from batchsampler.integrations._arms import epoch_hardness
+
+    rng = np.random.default_rng(0)
+    bank = (np.repeat(rng.normal(size=(12, 6)), 20, axis=0) + 0.05 * rng.normal(size=(240, 6))).astype(np.float32)
+    uniform = UniformBatchSampler(240, 20, seed=0)
+    fields = epoch_hardness(uniform, list(uniform), bank)
+    assert abs(fields["relative_hardness"]) < 0.1 and fields["graph_k"] is None
+    walked = BatchSampler(240, 20, k=10, m=239, seed=0, embeddings=bank)
+    fields = epoch_hardness(walked, list(walked), bank)
+    assert fields["relative_hardness"] > 0.5 and (fields["graph_k"], fields["graph_m"]) == (10, 239)
+    assert len(fields["relative_by_quarter"]) == 4
+    assert epoch_hardness(walked, [], bank)["relative_hardness"] is None
+    assert epoch_hardness(walked, list(walked), None)["relative_hardness"] is None

@@ -40,3 +40,38 @@ def test_quick_sweep_writes_table_json_and_plot(tu_root, tmp_path):
     assert document["bank"] == "backbone" and all(r["config"]["bank"] == "backbone" for r in document["runs"])
     assert "| defaults | 1 |" in (out / "sweep_table.md").read_text()
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_factor_variants_cover_the_issue_factors_at_one_batch_size():
+    from batchsampler.integrations.graph.sweep import factor_variants
+
+    found = dict(factor_variants(188, batch_size=32))
+    assert list(found)[:2] == ["uniform", "defaults"]
+    assert found["replacement"] == {"replacement": True} and found["backbone bank"] == {"bank": "backbone"}
+    assert found["k=4 (B/8)"]["k"] == 4 and found["k=64 (2B)"] == {"k": 64, "m": 94}
+    assert [found[f"target={t}"] for t in (0.25, 0.5, 0.75)] == [{"target_hardness": t} for t in (0.25, 0.5, 0.75)]
+    assert not any("batch_size" in overrides for overrides in found.values())  # one step budget
+    assert dict(factor_variants(10, batch_size=32))["k=9 (2B)"]["k"] == 9  # k < N
+
+
+def test_summary_pairs_every_variant_with_the_uniform_run_of_its_seed():
+    def run(variant, sampler, seed, accuracy, relative=None):
+        return {"variant": variant, "accuracy": accuracy, "train_seconds": 1.0,
+                "config": {"sampler": sampler, "seed": seed, "batch_size": 32},
+                "epochs": [{"epoch": 1, "graph_version": 1, "mean_similarity": 0.1, "same_label_share": 0.5,
+                            "relative_hardness": relative}]}
+
+    runs = [run("uniform", "uniform", 0, 0.80), run("uniform", "uniform", 1, 0.90),
+            run("defaults", "batchsampler", 0, 0.82, 0.4), run("defaults", "batchsampler", 1, 0.86, 0.2),
+            run("target=0.5", "batchsampler", 2, 0.9, 0.5)]
+    rows = {row["variant"]: row for row in summarize(runs)}
+    assert rows["defaults"]["per_seed"] == {0: pytest.approx(82.0), 1: pytest.approx(86.0)}
+    assert rows["defaults"]["paired_difference"] == pytest.approx(-1.0)  # (+2 - 4) / 2
+    assert rows["defaults"]["paired_std"] == pytest.approx(4.242640687, rel=1e-6)
+    assert rows["defaults"]["relative_hardness"] == pytest.approx(0.3)
+    assert rows["target=0.5"]["paired_difference"] is None and rows["target=0.5"]["paired_seeds"] == 0
+    assert rows["uniform"]["paired_difference"] == pytest.approx(0.0)
+    from batchsampler.integrations.graph.sweep import markdown_table
+
+    table = markdown_table(list(rows.values()))
+    assert "| defaults | 2 | 84.00 ± 2.00 | 82.0 / 86.0 | -1.00 ± 4.24 |" in table
