@@ -94,8 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         point["worst_seed_error"] = float(max(abs(r["relative_hardness"] - target) for r in results))
         curves.setdefault(mode, []).append(point)
     references = {}
-    for name, label in (("uniform", "uniform batches"), ("knn", "kNN batches"), ("batchsampler", "BatchSampler defaults")):
-        results = [run_one(name, seed, embeddings, labels, args.batch_size, args.epochs) for seed in seeds]
+    for name, label, options in (
+        ("uniform", "uniform batches", {}), ("knn", "kNN batches", {}), ("batchsampler", "BatchSampler defaults", {}),
+        # The same graphs and walks, with guided re-seeds: what they do to the late batches.
+        ("batchsampler", "BatchSampler defaults, reseed_candidates=32", {"reseed_candidates": 32}),
+    ):
+        results = [run_one(name, seed, embeddings, labels, args.batch_size, args.epochs, **options) for seed in seeds]
         runs[label] = results
         references[label] = _summary(results)
     args.output_dir.mkdir(parents=True, exist_ok=True)
