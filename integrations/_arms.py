@@ -22,6 +22,7 @@ from typing import Any
 
 __all__ = [
     "BANK_SPACES",
+    "PER_STEP_BANKS",
     "arm_key",
     "arm_label",
     "bank_rows",
@@ -32,7 +33,7 @@ __all__ = [
     "sampler_extras",
 ]
 
-BANK_SPACES = ("projection", "backbone", "both")
+BANK_SPACES = ("projection", "backbone", "both", "encoded")
 """Values of the ``bank`` setting:
 
 * ``"projection"``: the L2-normalised projection-head outputs of both views, concatenated
@@ -43,7 +44,16 @@ BANK_SPACES = ("projection", "backbone", "both")
   scaled by ``1 / sqrt(2)`` (``[B, 2 p + 2 f]``), so a row has the norm of the one-space rows
   (``sqrt(2)``: every view's part is unit length) and its cosine similarities are the mean of
   the two spaces'.
+* ``"encoded"``: no rows from the training steps; after every epoch the whole training set,
+  un-augmented, is encoded by the current model in eval mode (backbone features) and stored.
+  Rows written by training steps come from a model in train mode: batch normalisation centres
+  each batch on its own statistics, which lowers the similarity of rows written together (the
+  members of one batch) against rows of different batches, and the graph then avoids the very
+  pairs the sampler put together. An eval-mode encoding has no such batch effect.
 """
+
+PER_STEP_BANKS = ("projection", "backbone", "both")
+"""The bank spaces filled from the training steps (``"encoded"`` is filled once per epoch)."""
 
 DEFAULTS: dict[str, Any] = {"bank": "projection", "target_hardness": None, "replacement": False}
 """The settings of a run that predates them (or leaves them alone)."""
@@ -130,6 +140,8 @@ def bank_rows(bank: str, projections: Sequence[Any], features: Sequence[Any]) ->
     import torch.nn.functional as F
 
     check_bank(bank)
+    if bank not in PER_STEP_BANKS:
+        raise ValueError(f"bank {bank!r} has no per-step rows: it is filled once per epoch by the training loop")
     if len(projections) != len(features):
         raise ValueError(f"projections and features must hold the same views, got {len(projections)} and {len(features)}")
 
@@ -168,32 +180,48 @@ def arm_label(config: Mapping[str, Any]) -> str:
     return f"{sampler} ({', '.join(notes)})" if notes else sampler
 
 
-def epoch_hardness(sampler: Any, batches: Sequence[Sequence[int]], bank: Any) -> dict[str, Any]:
+def epoch_hardness(
+    sampler: Any, batches: Sequence[Sequence[int]], bank: Any, *, valid: Any = None, encoded: Any = None
+) -> dict[str, Any]:
     """Per-epoch fields of a run record: relative hardness and the graph setting in use.
 
     ``relative_hardness`` (and ``relative_by_quarter``, per quarter of the epoch) puts the
     epoch's batches on the 0-1 scale of :mod:`batchsampler.hardness` (0: uniform batches, 1:
-    exact kNN batches), measured in ``bank`` (``None``: the bank is not complete yet; the
-    fields are then ``None``). ``graph_k`` / ``graph_m`` are those of the sampler's graph
-    (``None`` without one): a ``target_hardness`` search changes them.
+    exact kNN batches), measured in ``bank`` over its ``valid`` rows (``None``: no bank yet;
+    the fields are then ``None``). ``encoded_relative_hardness`` is the same measure in
+    ``encoded``, an eval-mode encoding of the whole training set by the model at the end of
+    the epoch (a space every arm shares, free of the batch effects of rows written by training
+    steps). ``graph_k`` / ``graph_m`` are those of the sampler's graph (``None`` without one):
+    a ``target_hardness`` search changes them.
     """
-    from batchsampler.hardness import epoch_profile, hardness_scale
+    import numpy as np
 
     graph = getattr(sampler, "graph", None)
     fields: dict[str, Any] = {
-        "relative_hardness": None, "relative_by_quarter": None,
+        "relative_hardness": None, "relative_by_quarter": None, "encoded_relative_hardness": None,
         "graph_k": None if graph is None else graph.build_params.get("k"),
         "graph_m": None if graph is None else graph.build_params.get("m"),
     }
-    if bank is None or not batches:
+    if not batches:
         return fields
+    batches = [list(batch) for batch in batches]
+    if bank is not None and (valid is None or int(np.count_nonzero(valid)) >= 2):
+        profile = _profile(sampler, batches, bank, valid)
+        fields["relative_hardness"] = _finite(profile["relative_hardness"])
+        fields["relative_by_quarter"] = [_finite(value) for value in profile["by_part"]]
+    if encoded is not None:
+        fields["encoded_relative_hardness"] = _finite(_profile(sampler, batches, encoded, None)["relative_hardness"])
+    return fields
+
+
+def _profile(sampler: Any, batches: list[list[int]], embeddings: Any, valid: Any) -> dict[str, Any]:
     import numpy as np
 
-    scale = hardness_scale(bank, max(2, sampler.global_batch_size), np.random.default_rng(0))
-    profile = epoch_profile(bank, [list(batch) for batch in batches], scale)
-    fields["relative_hardness"] = _finite(profile["relative_hardness"])
-    fields["relative_by_quarter"] = [_finite(value) for value in profile["by_part"]]
-    return fields
+    from batchsampler.hardness import epoch_profile, hardness_scale
+
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    scale = hardness_scale(embeddings, max(2, sampler.global_batch_size), np.random.default_rng(0), valid=valid)
+    return epoch_profile(embeddings, batches, scale, valid=valid)
 
 
 def _finite(value: float) -> float | None:

@@ -72,7 +72,8 @@ def variants(num_graphs: int, batch_size: int = 128) -> list[tuple[str, dict]]:
 def factor_variants(num_graphs: int, batch_size: int = 32) -> list[tuple[str, dict]]:
     """The factors of issue 15, one at a time around the defaults, with uniform batches first.
 
-    Exactly-once against replacement epochs; the projection against the backbone bank; ``k``
+    Exactly-once against replacement epochs; the projection against the backbone bank and an
+    eval-mode encoding after every epoch (``bank="encoded"``); ``k``
     relative to the batch size (``B / 8``, ``B / 2``, ``B``, ``2 B``, within ``N - 1``); and
     ``target_hardness`` 0.25, 0.5, 0.75. Every variant has the same batch size, so the same
     step budget as the uniform runs it is paired with.
@@ -88,6 +89,7 @@ def factor_variants(num_graphs: int, batch_size: int = 32) -> list[tuple[str, di
         ("replacement", {"replacement": True}),
         ("uniform, replacement", {"sampler": "uniform", "replacement": True}),
         ("backbone bank", {"bank": "backbone"}),
+        ("encoded bank", {"bank": "encoded"}),
     ]
     for label, value in (("B/8", batch_size // 8), ("B/2", batch_size // 2), ("B", batch_size), ("2B", 2 * batch_size)):
         k = min(max(1, value), num_graphs - 1)
@@ -131,6 +133,7 @@ def summarize(runs: list[dict]) -> list[dict]:
                   (r["config"]["sampler"] == "uniform" and e["epoch"] > 0)]
         hardness = [e["mean_similarity"] for e in walked if e.get("mean_similarity") is not None]
         relative = [e["relative_hardness"] for e in walked if e.get("relative_hardness") is not None]
+        encoded = [e["encoded_relative_hardness"] for e in walked if e.get("encoded_relative_hardness") is not None]
         same = [e["same_label_share"] for e in walked if e.get("same_label_share") is not None]
         rows.append({
             "variant": label, "runs": len(group), "accuracy": float(np.mean(accuracy)),
@@ -138,6 +141,7 @@ def summarize(runs: list[dict]) -> list[dict]:
             "per_seed": {int(r["config"].get("seed", 0)): 100 * r["accuracy"] for r in group},
             "hardness": float(np.mean(hardness)) if hardness else None,
             "relative_hardness": float(np.mean(relative)) if relative else None,
+            "encoded_relative_hardness": float(np.mean(encoded)) if encoded else None,
             "same_label_share": float(np.mean(same)) if same else None,
             "train_seconds": float(np.mean([r["train_seconds"] for r in group])),
         })
@@ -170,8 +174,8 @@ def markdown_table(rows: list[dict]) -> str:
 
     lines = [
         "| variant | runs | accuracy % | per seed | paired difference to uniform | in-batch cosine | "
-        "relative hardness | same-label share | train s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "relative hardness (bank) | relative hardness (eval encoding) | same-label share | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         paired = "—"
@@ -182,6 +186,7 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(
             f"| {row['variant']} | {row['runs']} | {row['accuracy']:.2f} ± {row['accuracy_std']:.2f} | {seeds} | "
             f"{paired} | {number(row['hardness'])} | {number(row.get('relative_hardness'))} | "
+            f"{number(row.get('encoded_relative_hardness'))} | "
             f"{number(row['same_label_share'])} | {row['train_seconds']:.1f} |"
         )
     return "\n".join(lines)

@@ -128,10 +128,16 @@ def train_graphcl(dataset, config: GraphCLConfig, *, progress: bool = False) -> 
             loss.backward()
             optimizer.step()
             total += loss.item()
-            sampler.update(indices, bank_rows(config.bank, (z1, z2), (h1, h2)))
+            if config.bank != "encoded":
+                sampler.update(indices, bank_rows(config.bank, (z1, z2), (h1, h2)))
+        # The eval-mode encoding: the "encoded" bank, and a space in which every arm's hardness compares.
+        encoded = embed_graphs(model, graphs)
+        if config.bank == "encoded":
+            sampler.update(np.arange(len(graphs)), encoded)
         summary = summarize_epoch(batches, len(graphs), labels=labels, embeddings=_bank_or_none(sampler))
         epochs.append({"epoch": epoch, "loss": total / len(batches), **summary.as_dict(),
-                       **epoch_hardness(sampler, batches, _bank_or_none(sampler)),
+                       **epoch_hardness(sampler, batches, sampler.bank.numpy(), valid=sampler.bank.seen,
+                                        encoded=encoded),
                        "graph_version": getattr(sampler, "graph_version", 0)})
         bar.set_postfix(loss=f"{total / len(batches):.3f}")
     train_seconds = time.perf_counter() - start

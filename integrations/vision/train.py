@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -142,8 +143,9 @@ def train_simclr(train: ImageData, test: ImageData, config: SimCLRConfig, *, pro
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     views = torch.Generator().manual_seed(config.seed)
 
-    def monitor() -> float:
-        train_features = embed_images(model, train.images, device=device)
+    def monitor(train_features: torch.Tensor | None = None) -> float:
+        if train_features is None:
+            train_features = embed_images(model, train.images, device=device)
         test_features = embed_images(model, test.images, device=device)
         return knn_monitor(train_features, train.labels, test_features, test.labels,
                            k=config.knn_k, temperature=config.knn_temperature)
@@ -168,17 +170,27 @@ def train_simclr(train: ImageData, test: ImageData, config: SimCLRConfig, *, pro
             loss.backward()
             optimizer.step()
             total += loss.item()
-            sampler.update(indices, bank_rows(config.bank, (z1, z2), (h1, h2)))
-        # Hardness is measured with the bank, i.e. the embeddings the sampler itself sees.
-        bank = sampler.bank.numpy() if sampler.bank.seen.all() else None
-        summary = summarize_epoch(batches, num_images, labels=train.labels, embeddings=bank)
+            if config.bank != "encoded":
+                sampler.update(indices, bank_rows(config.bank, (z1, z2), (h1, h2)))
         train_seconds += time.perf_counter() - start
         start = time.perf_counter()
         measure = (epoch + 1) % config.knn_every == 0 or epoch == config.epochs - 1
-        accuracy = monitor() if measure else None
+        # The eval-mode encoding of the training set: the "encoded" bank, the kNN monitor's
+        # features, and a space in which every arm's hardness compares (monitor time, except
+        # for the "encoded" bank, whose training it is part of).
+        encoded = embed_images(model, train.images, device=device) if measure or config.bank == "encoded" else None
+        if config.bank == "encoded":
+            sampler.update(np.arange(num_images), encoded.numpy())
+            train_seconds += time.perf_counter() - start
+            start = time.perf_counter()
+        # Hardness is measured with the bank, i.e. the embeddings the sampler itself sees.
+        bank = sampler.bank.numpy() if sampler.bank.seen.all() else None
+        summary = summarize_epoch(batches, num_images, labels=train.labels, embeddings=bank)
+        accuracy = monitor(encoded) if measure else None
         monitor_seconds += time.perf_counter() - start
         epochs.append({"epoch": epoch, "loss": total / len(batches), "knn_accuracy": accuracy, **summary.as_dict(),
-                       **epoch_hardness(sampler, batches, bank),
+                       **epoch_hardness(sampler, batches, sampler.bank.numpy(), valid=sampler.bank.seen,
+                                        encoded=None if encoded is None else encoded.numpy()),
                        "graph_version": getattr(sampler, "graph_version", 0)})
         bar.set_postfix(loss=f"{total / len(batches):.3f}", knn="-" if accuracy is None else f"{accuracy:.3f}")
         logger.debug("%s epoch %d: loss %.4f knn %s", config.sampler, epoch, total / len(batches), accuracy)

@@ -56,7 +56,9 @@ def test_both_concatenates_the_two_spaces_scaled_to_unit_views():
 
 def test_bad_bank_is_refused():
     z, h = _views()
-    assert check_bank("backbone") == "backbone" and BANK_SPACES == ("projection", "backbone", "both")
+    assert check_bank("backbone") == "backbone" and BANK_SPACES == ("projection", "backbone", "both", "encoded")
+    with pytest.raises(ValueError, match="no per-step rows"):
+        bank_rows("encoded", z, h)
     for bad in ("Projection", "head", None, 1):
         with pytest.raises(ValueError, match="bank must be one of"):
             bank_rows(bad, z, h)

@@ -48,6 +48,7 @@ def test_factor_variants_cover_the_issue_factors_at_one_batch_size():
     found = dict(factor_variants(188, batch_size=32))
     assert list(found)[:2] == ["uniform", "defaults"]
     assert found["replacement"] == {"replacement": True} and found["backbone bank"] == {"bank": "backbone"}
+    assert found["encoded bank"] == {"bank": "encoded"}
     assert found["k=4 (B/8)"]["k"] == 4 and found["k=64 (2B)"] == {"k": 64, "m": 94}
     assert [found[f"target={t}"] for t in (0.25, 0.5, 0.75)] == [{"target_hardness": t} for t in (0.25, 0.5, 0.75)]
     assert not any("batch_size" in overrides for overrides in found.values())  # one step budget
@@ -74,4 +75,4 @@ def test_summary_pairs_every_variant_with_the_uniform_run_of_its_seed():
     from batchsampler.integrations.graph.sweep import markdown_table
 
     table = markdown_table(list(rows.values()))
-    assert "| defaults | 2 | 84.00 ± 2.00 | 82.0 / 86.0 | -1.00 ± 4.24 |" in table
+    assert "| defaults | 2 | 84.00 ± 2.00 | 82.0 / 86.0 | -1.00 ± 4.24 | 0.100 | 0.300 | — |" in table

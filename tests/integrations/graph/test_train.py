@@ -95,3 +95,30 @@ def test_replacement_and_target_hardness_reach_the_sampler(mutag, record_trainin
 def test_bad_run_options_are_refused(mutag, bad, error, match):
     with pytest.raises(error, match=match):
         train_graphcl(mutag, GraphCLConfig(epochs=1, **bad))
+
+
+def test_encoded_bank_is_the_eval_mode_encoding_after_every_epoch(tu_root, monkeypatch):
+    """bank="encoded": no per-step rows; after each epoch the bank holds embed_graphs() of the
+    current model, and every arm records its hardness in that shared space."""
+    from batchsampler.integrations.graph import train as graph_train
+    from batchsampler.integrations.graph.data import load_tu_dataset
+
+    dataset = load_tu_dataset("MUTAG", tu_root)
+    banks, encodings = [], []
+    real_embed = graph_train.embed_graphs
+
+    def spy(model, graphs, batch_size=256):
+        encoding = real_embed(model, graphs, batch_size)
+        encodings.append(encoding)
+        return encoding
+
+    monkeypatch.setattr(graph_train, "embed_graphs", spy)
+    monkeypatch.setattr(graph_train, "svm_accuracy", lambda *a, **k: (0.5, 0.0))
+    result = graph_train.train_graphcl(dataset, graph_train.GraphCLConfig(epochs=2, batch_size=64, bank="encoded"))
+    assert len(encodings) == 3  # one per epoch, then the final evaluation
+    for record in result["epochs"]:
+        assert record["encoded_relative_hardness"] is not None and record["relative_hardness"] is not None
+    # The bank measure and the encoded measure coincide: the bank is that encoding.
+    for record in result["epochs"]:
+        assert record["relative_hardness"] == pytest.approx(record["encoded_relative_hardness"])
+    assert result["epochs"][1]["graph_k"] is not None  # epoch 1 walked a graph built from the encoding
