@@ -25,6 +25,7 @@ DEFAULT_RESEED_CANDIDATES = 32
 
 # Seed-sequence words of the hardness machinery, apart from the epoch and graph streams.
 _CALIBRATION_STREAM = 3
+_SIMULATED_BATCHES = 256  # batches a simulated epoch measures hardness on (see hardness._spread)
 _MEASURE_STREAM = 4
 
 __all__ = ["BatchSampler", "decayed_restart_prob", "scaled_graph_size"]
@@ -287,25 +288,30 @@ class BatchSampler(GraphBatchSampler):
     def _walk_epoch(
         self, graph: ProximityGraph, vectors: np.ndarray, restart_prob: float, rng: np.random.Generator
     ) -> list[list[int]]:
-        """An epoch walked on ``graph`` as this sampler walks one (groups, walkers, re-seeds)."""
+        """Batches walked on ``graph`` as this sampler walks an epoch (groups, walkers, re-seeds):
+        the epoch, repeated when it is shorter than 256 batches (at most 64 times), so that the
+        estimate rests on about 256 batches whatever ``N / B`` is; 256 independent batches with
+        ``replacement``."""
         total = len(self)
-        used = np.zeros(self.num_instances, dtype=bool)
         if self.replacement:  # independent batches: a sample of them is the epoch's distribution
+            used = np.zeros(self.num_instances, dtype=bool)
             batches = []
-            for _ in range(min(total, 256)):
+            for _ in range(_SIMULATED_BATCHES):
                 used[:] = False
                 batches.append(walk_batch(graph, used, self.global_batch_size, restart_prob, rng,
                                           max_fruitless_steps=self.max_fruitless_steps))
             return batches
         batches: list[list[int]] = []
         walkers = _walkers(self.lockstep_batches, total)
-        for first in range(0, total, self.lockstep_batches):
-            sizes = [self._batch_size_at(i) for i in range(first, min(total, first + self.lockstep_batches))]
-            batches += grow_batches(
-                graph, used, sizes, restart_prob, rng, max_fruitless_steps=self.max_fruitless_steps,
-                num_walkers=walkers, vectors=vectors if self.reseed_candidates else None,
-                reseed_candidates=self.reseed_candidates,
-            )
+        for _ in range(min(64, -(-_SIMULATED_BATCHES // max(total, 1)))):
+            used = np.zeros(self.num_instances, dtype=bool)
+            for first in range(0, total, self.lockstep_batches):
+                sizes = [self._batch_size_at(i) for i in range(first, min(total, first + self.lockstep_batches))]
+                batches += grow_batches(
+                    graph, used, sizes, restart_prob, rng, max_fruitless_steps=self.max_fruitless_steps,
+                    num_walkers=walkers, vectors=vectors if self.reseed_candidates else None,
+                    reseed_candidates=self.reseed_candidates,
+                )
         return batches
 
     def set_graph(self, graph: ProximityGraph) -> None:

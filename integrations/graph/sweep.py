@@ -96,6 +96,11 @@ def factor_variants(num_graphs: int, batch_size: int = 32) -> list[tuple[str, di
         found.append((f"k={k} ({label})", {"k": k, "m": max(m, k)}))
     for target in (0.25, 0.5, 0.75):
         found.append((f"target={target}", {"target_hardness": target}))
+    # The controller sees the bank: with rows from train-mode steps, batch normalisation hides
+    # in-batch similarity (see _arms.BANK_SPACES), so targets are also run on the encoded bank.
+    found.append(("encoded bank, replacement", {"bank": "encoded", "replacement": True}))
+    for target in (0.25, 0.5, 0.75):
+        found.append((f"encoded bank, target={target}", {"bank": "encoded", "target_hardness": target}))
     return found
 
 
