@@ -128,7 +128,9 @@ def summarize(runs: list[dict]) -> list[dict]:
     """Per variant (in first-seen order): accuracy mean/std in %, and batch statistics.
 
     Hardness and same-label share are averaged over the epochs whose batches came from a graph
-    (``graph_version > 0``; for uniform runs, over the epochs after the first).
+    (``graph_version > 0``; for uniform runs, over the epochs after the first). With a
+    ``target_hardness``, ``epochs_on_target`` is the share of those epochs whose relative
+    hardness in the bank lies within 0.1 of the target.
     """
     rows = []
     for label in dict.fromkeys(r["variant"] for r in runs):
@@ -140,8 +142,13 @@ def summarize(runs: list[dict]) -> list[dict]:
         relative = [e["relative_hardness"] for e in walked if e.get("relative_hardness") is not None]
         encoded = [e["encoded_relative_hardness"] for e in walked if e.get("encoded_relative_hardness") is not None]
         same = [e["same_label_share"] for e in walked if e.get("same_label_share") is not None]
+        target = group[0]["config"].get("target_hardness")
+        on_target = None
+        if target is not None and relative:
+            on_target = float(np.mean(np.abs(np.asarray(relative) - target) <= 0.1))
         rows.append({
             "variant": label, "runs": len(group), "accuracy": float(np.mean(accuracy)),
+            "epochs_on_target": on_target,
             "accuracy_std": float(np.std(accuracy)),
             "per_seed": {int(r["config"].get("seed", 0)): 100 * r["accuracy"] for r in group},
             "hardness": float(np.mean(hardness)) if hardness else None,
@@ -179,8 +186,9 @@ def markdown_table(rows: list[dict]) -> str:
 
     lines = [
         "| variant | runs | accuracy % | per seed | paired difference to uniform | in-batch cosine | "
-        "relative hardness (bank) | relative hardness (eval encoding) | same-label share | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "relative hardness (bank) | epochs within 0.1 of the target | relative hardness (eval encoding) | "
+        "same-label share | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         paired = "—"
@@ -191,7 +199,7 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(
             f"| {row['variant']} | {row['runs']} | {row['accuracy']:.2f} ± {row['accuracy_std']:.2f} | {seeds} | "
             f"{paired} | {number(row['hardness'])} | {number(row.get('relative_hardness'))} | "
-            f"{number(row.get('encoded_relative_hardness'))} | "
+            f"{number(row.get('epochs_on_target'), 2)} | {number(row.get('encoded_relative_hardness'))} | "
             f"{number(row['same_label_share'])} | {row['train_seconds']:.1f} |"
         )
     return "\n".join(lines)

@@ -64,7 +64,9 @@ def test_summary_pairs_every_variant_with_the_uniform_run_of_its_seed():
 
     runs = [run("uniform", "uniform", 0, 0.80), run("uniform", "uniform", 1, 0.90),
             run("defaults", "batchsampler", 0, 0.82, 0.4), run("defaults", "batchsampler", 1, 0.86, 0.2),
-            run("target=0.5", "batchsampler", 2, 0.9, 0.5)]
+            run("target=0.5", "batchsampler", 2, 0.9, 0.5), run("target=0.5", "batchsampler", 3, 0.9, 0.65)]
+    for r in runs[-2:]:
+        r["config"]["target_hardness"] = 0.5
     rows = {row["variant"]: row for row in summarize(runs)}
     assert rows["defaults"]["per_seed"] == {0: pytest.approx(82.0), 1: pytest.approx(86.0)}
     assert rows["defaults"]["paired_difference"] == pytest.approx(-1.0)  # (+2 - 4) / 2
@@ -72,7 +74,8 @@ def test_summary_pairs_every_variant_with_the_uniform_run_of_its_seed():
     assert rows["defaults"]["relative_hardness"] == pytest.approx(0.3)
     assert rows["target=0.5"]["paired_difference"] is None and rows["target=0.5"]["paired_seeds"] == 0
     assert rows["uniform"]["paired_difference"] == pytest.approx(0.0)
+    assert rows["target=0.5"]["epochs_on_target"] == pytest.approx(0.5) and rows["defaults"]["epochs_on_target"] is None
     from batchsampler.integrations.graph.sweep import markdown_table
 
     table = markdown_table(list(rows.values()))
-    assert "| defaults | 2 | 84.00 ± 2.00 | 82.0 / 86.0 | -1.00 ± 4.24 | 0.100 | 0.300 | — |" in table
+    assert "| defaults | 2 | 84.00 ± 2.00 | 82.0 / 86.0 | -1.00 ± 4.24 | 0.100 | 0.300 | — | — |" in table
