@@ -89,3 +89,31 @@ def test_hardness_tradeoff_quick(tmp_path):
             assert abs(point["relative_hardness"] - point["target"]) <= 0.1, (mode, point)
     assert document["references"]["uniform batches"]["relative_hardness"] == pytest.approx(0.0, abs=0.05)
     assert (tmp_path / "tradeoff.png").stat().st_size > 0 and "| exactly once |" in (tmp_path / "tradeoff.md").read_text()
+
+
+def test_paired_table_pairs_arms_with_the_uniform_run_of_their_temperature_and_seed(tmp_path):
+    import json
+
+    module = _load("paired_table.py")
+
+    def run(sampler, temperature, seed, knn, **settings):
+        config = {"sampler": sampler, "temperature": temperature, "seed": seed, **settings}
+        epochs = [{"epoch": e, "relative_hardness": 0.1 * e, "encoded_relative_hardness": 0.2, "same_label_share": 0.1}
+                  for e in range(3)]
+        return {"config": config, "knn_accuracy": knn, "linear_accuracy": None, "epochs": epochs}
+
+    runs = [run("uniform", 0.5, 0, 0.60), run("uniform", 0.5, 1, 0.62), run("uniform", 0.1, 0, 0.70),
+            run("batchsampler", 0.5, 0, 0.63), run("batchsampler", 0.5, 1, 0.61),
+            run("batchsampler", 0.1, 0, 0.69), run("batchsampler", 0.5, 0, 0.66, bank="encoded")]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "simclr_runs.json").write_text(json.dumps({"runs": runs}))
+    rows = {row["arm"]: row for row in module["rows"](runs)}
+    assert set(rows) == {"uniform, t=0.5", "uniform, t=0.1", "batchsampler, t=0.5", "batchsampler, t=0.1",
+                         "batchsampler (bank=encoded), t=0.5"}
+    mean, std, count = rows["batchsampler, t=0.5"]["knn_accuracy_paired"]
+    assert (mean, count) == (pytest.approx(1.0), 2) and std == pytest.approx(2 ** 1.5)  # +3 and -1
+    assert rows["batchsampler, t=0.1"]["knn_accuracy_paired"][0] == pytest.approx(-1.0)
+    assert rows["batchsampler (bank=encoded), t=0.5"]["knn_accuracy_paired"][2] == 1
+    assert rows["batchsampler, t=0.5"]["relative_hardness"] == pytest.approx(0.15)  # epochs after the first
+    assert module["main"]([str(tmp_path / "a"), "--output", str(tmp_path / "t.md")]) == 0
+    assert "| batchsampler, t=0.5 | 2 | 62.00 ± 1.00 | 63.0 / 61.0 | +1.00 ± 2.83 (2) |" in (tmp_path / "t.md").read_text()
