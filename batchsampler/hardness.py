@@ -195,8 +195,8 @@ class HardnessLadder:
         """``(k, m)`` at ``position`` (clipped to ``[0, length]``)."""
         position = min(max(position, 0.0), self.length)
         if position <= 1.0:
-            return self.k, int(round(self.k * (self.max_m / self.k) ** position))
-        return max(self.min_k, int(round(self.k / 2.0 ** (position - 1.0)))), self.max_m
+            return self.k, round(self.k * (self.max_m / self.k) ** position)
+        return max(self.min_k, round(self.k / 2.0 ** (position - 1.0))), self.max_m
 
     def position(self, k: int, m: int) -> float:
         """The position of ``(k, m)`` (approximate for settings off the ladder)."""

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from batchsampler.integrations._arms import arm_label
 
 from batchsampler._io import write_text
-from batchsampler.integrations._arms import arm_label
 
 
 def _arm(config: dict) -> tuple:

@@ -1,0 +1,259 @@
+"""``BatchSampler(target_hardness=...)``: the search at every build, and its records and state.
+
+:class:`HardnessTargetMixin` holds what a hardness target adds to :class:`~batchsampler.BatchSampler`:
+the calibrated build (:func:`batchsampler.hardness.calibrate` over simulated epochs walked the
+way the sampler walks), guided re-seeds' vectors, the per-epoch measurement
+(``hardness_history``) and the checkpoint fields. It reads the walk settings of the sampler it
+is mixed into (``max_fruitless_steps``, ``lockstep_batches``, ``symmetrize``, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+from ._validation import check_int, check_probability
+from .collect import walk_batch
+from .graph import ProximityGraph
+from .hardness import HardnessLadder, calibrate, epoch_profile, hardness_scale
+from .walk import _walkers, grow_batches
+
+__all__ = ["DEFAULT_RESEED_CANDIDATES", "HardnessTargetMixin", "check_hardness_settings"]
+
+logger = logging.getLogger("batchsampler.sampler")
+
+DEFAULT_RESEED_CANDIDATES = 32
+"""Candidates of a guided re-seed when ``target_hardness`` is set and ``reseed_candidates`` is not."""
+
+# Seed-sequence words of the hardness machinery, apart from the epoch and graph streams.
+_CALIBRATION_STREAM = 3
+_MEASURE_STREAM = 4
+_SIMULATED_BATCHES = 256  # batches a simulated epoch measures hardness on (see hardness._spread)
+
+
+def check_hardness_settings(
+    target_hardness: Any, hardness_tolerance: Any, calibration_builds: Any, reseed_candidates: Any, backend: str
+) -> tuple[float | None, float, int, int]:
+    """The checked ``(target_hardness, hardness_tolerance, calibration_builds, reseed_candidates)``.
+
+    Raises:
+        ValueError: ``target_hardness`` outside ``[0, 1]`` or with a ``backend`` other than
+            ``"random"``, ``hardness_tolerance`` outside ``(0, 1]``, ``calibration_builds < 1``,
+            ``reseed_candidates < 0``.
+        TypeError: non-integer ``calibration_builds`` or ``reseed_candidates``.
+    """
+    if target_hardness is not None:
+        target_hardness = check_probability("target_hardness", target_hardness)
+        if backend != "random":
+            raise ValueError(
+                f"target_hardness tunes the random backend's candidates m: use backend='random', got {backend!r}"
+            )
+    if isinstance(hardness_tolerance, bool) or not isinstance(hardness_tolerance, numbers.Real) or not (
+        0 < hardness_tolerance <= 1
+    ):
+        raise ValueError(f"hardness_tolerance must be a number in (0, 1], got {hardness_tolerance!r}")
+    calibration_builds = check_int("calibration_builds", calibration_builds, low=1)
+    if reseed_candidates is None:
+        reseed_candidates = DEFAULT_RESEED_CANDIDATES if target_hardness is not None else 0
+    reseed_candidates = check_int("reseed_candidates", reseed_candidates, low=0)
+    return target_hardness, float(hardness_tolerance), calibration_builds, reseed_candidates
+
+
+class HardnessTargetMixin:
+    """What ``target_hardness`` and ``reseed_candidates`` add to a graph sampler (see the module)."""
+
+    def _init_hardness(
+        self, target_hardness: float | None, hardness_tolerance: float, calibration_builds: int, reseed_candidates: int
+    ) -> None:
+        self.target_hardness = target_hardness
+        self.hardness_tolerance = hardness_tolerance
+        self.calibration_builds = calibration_builds
+        self.reseed_candidates = reseed_candidates
+        self.hardness_history: list[dict[str, Any]] = []
+        """One record per finished epoch with a ``target_hardness``: the epoch, the graph's
+        ``k`` and ``m``, the measured ``relative_hardness`` (and ``by_part``: per quarter)."""
+        self._hardness_position: float | None = None  # where the next search starts
+        self._history_epoch: int | None = None
+        self._host_vectors: tuple[int, np.ndarray] | None = None
+
+    def _record_epoch_hardness(self, epoch: int, resumed: bool) -> None:
+        """At the start of ``epoch``: measure the epoch that just ended into ``hardness_history``."""
+        if self.target_hardness is not None and not resumed and self._history_epoch not in (None, epoch):
+            record = self.measure_epoch_hardness()
+            if record is not None:
+                self.hardness_history.append(record)
+                logger.info(
+                    "epoch %d: relative hardness %.3f (target %.2f), k=%d, m=%d", record["epoch"],
+                    record["relative_hardness"], self.target_hardness, record["k"], record["m"],
+                )
+        self._history_epoch = epoch
+
+    @property
+    def _shards_background_builds(self) -> bool:
+        # A search builds several graphs and keeps one: each rank makes the same search itself.
+        return self.target_hardness is None
+
+    def _calibrated_graph(self, embeddings: Any, seen: np.ndarray, seed: np.random.SeedSequence) -> ProximityGraph:
+        """The graph of the setting whose simulated epoch is closest to ``target_hardness``.
+
+        Runs where the build runs (possibly the background thread): it reads only settings
+        and the search's start, which changes at a graph swap, in the main thread, when no
+        build is pending.
+        """
+        vectors = np.asarray(embeddings.cpu() if hasattr(embeddings, "cpu") else embeddings, dtype=np.float32)
+        mask = None if seen.all() else seen
+        num_seen = int(seen.sum())
+        ladder = HardnessLadder(
+            k=min(self.k, num_seen - 1), max_m=max(min(num_seen - 1, 4 * self.m), self.k),
+            min_k=max(1, min(self.k, num_seen - 1, self.global_batch_size // 4)),
+        )
+        start = self._hardness_position if self._hardness_position is not None else ladder.position(self.k, self.m)
+        words = [int(word) for word in seed.generate_state(2)]
+        restart_prob = self.current_restart_prob
+
+        def build(k: int, m: int) -> ProximityGraph:
+            graph = ProximityGraph.build(
+                embeddings, k, m, seed=seed, mask=mask, num_threads=self.num_threads, backend="random",
+                index_params=self.index_params, device=self.bank.build_device,
+            )
+            return graph.symmetrize() if self.symmetrize else graph
+
+        def simulate(graph: ProximityGraph) -> list[list[int]]:
+            rng = np.random.default_rng([self.seed, _CALIBRATION_STREAM, *words])
+            return self._walk_epoch(graph, vectors, restart_prob, rng)
+
+        graph, search, scale = calibrate(
+            build, simulate, vectors, self.global_batch_size, ladder, self.target_hardness, self.hardness_tolerance,
+            np.random.default_rng([self.seed, _MEASURE_STREAM, *words]), valid=seen, start=start,
+            max_evaluations=self.calibration_builds,
+        )
+        graph.build_params["hardness"] = {
+            "position": search.position, "relative_hardness": _finite_or_none(search.relative_hardness),
+            "evaluations": len(search.tried), "uniform": scale.uniform, "knn": scale.knn,
+        }
+        if not math.isfinite(search.relative_hardness):
+            logger.warning("target_hardness: the bank has no structure to measure hardness on; kept k=%d, m=%d",
+                           search.k, search.m)
+        elif abs(search.relative_hardness - self.target_hardness) > self.hardness_tolerance:
+            logger.warning(
+                "target_hardness %.2f out of reach: the closest setting (k=%d, m=%d) gives %.3f",
+                self.target_hardness, search.k, search.m, search.relative_hardness,
+            )
+        return graph
+
+    def _walk_epoch(
+        self, graph: ProximityGraph, vectors: np.ndarray, restart_prob: float, rng: np.random.Generator
+    ) -> list[list[int]]:
+        """Batches walked on ``graph`` as this sampler walks an epoch (groups, walkers, re-seeds):
+        the epoch, repeated when it is shorter than 256 batches (at most 64 times), so that the
+        estimate rests on about 256 batches whatever ``N / B`` is; 256 independent batches with
+        ``replacement``."""
+        total = len(self)
+        if self.replacement:  # independent batches: a sample of them is the epoch's distribution
+            used = np.zeros(self.num_instances, dtype=bool)
+            batches = []
+            for _ in range(_SIMULATED_BATCHES):
+                used[:] = False
+                batches.append(walk_batch(graph, used, self.global_batch_size, restart_prob, rng,
+                                          max_fruitless_steps=self.max_fruitless_steps))
+            return batches
+        batches: list[list[int]] = []
+        walkers = _walkers(self.lockstep_batches, total)
+        for _ in range(min(64, -(-_SIMULATED_BATCHES // max(total, 1)))):
+            used = np.zeros(self.num_instances, dtype=bool)
+            for first in range(0, total, self.lockstep_batches):
+                sizes = [self._batch_size_at(i) for i in range(first, min(total, first + self.lockstep_batches))]
+                batches += grow_batches(
+                    graph, used, sizes, restart_prob, rng, max_fruitless_steps=self.max_fruitless_steps,
+                    num_walkers=walkers, vectors=vectors if self.reseed_candidates else None,
+                    reseed_candidates=self.reseed_candidates,
+                )
+        return batches
+
+    def set_graph(self, graph: ProximityGraph) -> None:
+        super().set_graph(graph)
+        params = graph.build_params
+        self.refresh_stats.k = int(params.get("k") or 0)
+        self.refresh_stats.m = int(params.get("m") or 0)
+        hardness = params.get("hardness")
+        if isinstance(hardness, dict):
+            self.refresh_stats.calibration_builds += int(hardness.get("evaluations", 1)) - 1
+            value = hardness.get("relative_hardness")
+            self.refresh_stats.relative_hardness = float("nan") if value is None else float(value)
+            self._hardness_position = float(hardness["position"])
+
+    def _reseed_vectors(self) -> np.ndarray | None:
+        """The bank as float32 host rows for guided re-seeds: the bank itself when it is one,
+        else a copy taken when the graph in use was swapped in."""
+        bank = self.bank
+        if bank.embeddings is None:
+            return None
+        if not bank.on_device and bank.dtype == np.float32:
+            return bank.embeddings
+        if self._host_vectors is None or self._host_vectors[0] != self.graph_version:
+            self._host_vectors = (self.graph_version, np.asarray(bank.numpy(), dtype=np.float32))
+        return self._host_vectors[1]
+
+    def measure_epoch_hardness(self) -> dict[str, Any] | None:
+        """Relative hardness of the batches produced in the current (or last) epoch, on the bank now.
+
+        Returns ``{"epoch", "k", "m", "target_hardness", "relative_hardness", "similarity",
+        "by_part", "scale"}`` (``by_part``: per quarter of the epoch), or ``None`` before the
+        first batch or with fewer than two seen rows. Costs one measurement of the references
+        (:func:`~batchsampler.hardness.hardness_scale`) plus at most 256 batches' pairs.
+        """
+        vectors = self._reseed_vectors()
+        if vectors is None or not self._history or self.bank.num_seen < 2 or self._history_epoch is None:
+            return None
+        rng = np.random.default_rng([self.seed, _MEASURE_STREAM, self._history_epoch])
+        seen = self.bank.seen
+        scale = hardness_scale(vectors, max(2, self.global_batch_size), rng, valid=seen)
+        profile = epoch_profile(vectors, self._history, scale, valid=seen)
+        return {
+            "epoch": self._history_epoch, "k": self.refresh_stats.k or self.k, "m": self.refresh_stats.m or self.m,
+            "graph_version": self.graph_version, "target_hardness": self.target_hardness, **profile,
+        }
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {**super()._extra_state(), "hardness_position": self._hardness_position}
+
+    def _check_extra_state(self, state: dict[str, Any], where: str) -> dict[str, Any]:
+        checked = super()._check_extra_state(state, where)
+        position = state.get("hardness_position")
+        if position is not None and (
+            isinstance(position, bool) or not isinstance(position, numbers.Real) or not math.isfinite(position)
+            or position < 0
+        ):
+            raise ValueError(f"{where} field 'hardness_position' must be None or a finite number >= 0, got {position!r}")
+        checked["hardness_position"] = None if position is None else float(position)
+        return checked
+
+    def _apply_extra_state(self, checked: dict[str, Any], *, trusted: bool) -> None:
+        # As the refresh clock: a loaded checkpoint that holds this position keeps its own.
+        if trusted or not self._resumes_from_checkpoint(checked["epoch"], checked["position"]):
+            self._hardness_position = checked["hardness_position"]
+        super()._apply_extra_state(checked, trusted=trusted)
+
+    def _save_extra(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        super()._save_extra(arrays, meta)
+        meta["hardness_history"] = self.hardness_history
+
+    def _check_extra(self, data: dict[str, np.ndarray], meta: dict[str, Any], where: str) -> dict[str, Any]:
+        checked = super()._check_extra(data, meta, where)
+        history = meta.get("hardness_history", [])
+        if not isinstance(history, list) or not all(isinstance(entry, dict) for entry in history):
+            raise ValueError(f"{where}: metadata field 'hardness_history' must be a list of records")
+        checked["hardness_history"] = [dict(entry) for entry in history]
+        return checked
+
+    def _apply_extra(self, checked: dict[str, Any]) -> None:
+        super()._apply_extra(checked)
+        self.hardness_history = checked["hardness_history"]
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
