@@ -33,7 +33,9 @@ by a pending build or a traceback, is never written to. A process that forks whi
 table (a DataLoader worker, ``os.fork``) may read it from the child, where this process cannot
 see the references: every table mapped at a fork is retired, never reused. The price is memory:
 between builds the node keeps the spare table mapped (the peak, two tables during a build, is
-the same as without reuse); ``BuildGroup.release`` drops it.
+the same as without reuse); ``BuildGroup.release`` drops it, and the environment variable
+``BATCHSAMPLER_TABLE_REUSE=0`` (on every rank) keeps no tables: a new one at every build, as
+before reuse.
 
 Set the environment variable ``BATCHSAMPLER_SHARED_MEMORY=0`` to keep every table private.
 Only Linux with a writable ``/dev/shm`` is supported; elsewhere tables are private.
@@ -51,11 +53,12 @@ import weakref
 
 import numpy as np
 
-__all__ = ["SharedTable", "TablePool", "enabled", "node_key", "segment_name"]
+__all__ = ["SharedTable", "TablePool", "enabled", "node_key", "reuse_enabled", "segment_name"]
 
 SHM_DIR = "/dev/shm"
 PREFIX = "batchsampler-"
 ENV = "BATCHSAMPLER_SHARED_MEMORY"
+REUSE_ENV = "BATCHSAMPLER_TABLE_REUSE"
 
 _created: set[str] = set()  # paths this process created and has not unlinked yet
 _lock = threading.Lock()
@@ -76,6 +79,11 @@ def enabled() -> bool:
     if os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off"):
         return False
     return sys.platform.startswith("linux") and os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK | os.X_OK)
+
+
+def reuse_enabled() -> bool:
+    """Whether build groups keep their tables for reuse (``BATCHSAMPLER_TABLE_REUSE``, default on)."""
+    return os.environ.get(REUSE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def node_key() -> str:

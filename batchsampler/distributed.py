@@ -12,7 +12,9 @@ the rows in its build thread and the ranks exchange them over a gloo group the g
 creates for itself in its constructor (:class:`BuildGroup`), never over the training group.
 Ranks on one node share the resulting table in shared memory (:mod:`batchsampler._shared`).
 Set ``BATCHSAMPLER_BUILD_GROUP=0`` on every rank to do without that group (each rank then builds
-whole graphs in the background), and ``BATCHSAMPLER_SHARED_MEMORY=0`` to keep tables private.
+whole graphs in the background), ``BATCHSAMPLER_SHARED_MEMORY=0`` to keep tables private, and
+``BATCHSAMPLER_TABLE_REUSE=0`` to make a new shared table at every build instead of reusing the
+previous graph's (less memory between builds, more CPU per build).
 
 **Arguments that must match.** The constructor compares, across ranks, every argument that
 shapes the batch stream or the graph (seed, N, batch size, k, m, restart probability, backend,
@@ -449,7 +451,8 @@ class BuildGroup:
         from . import _shared
 
         self.context = context
-        self._pool = _shared.TablePool()  # this node's tables, for reuse (double buffering)
+        # This node's tables, for reuse (double buffering); BATCHSAMPLER_TABLE_REUSE=0: none kept.
+        self._pool = _shared.TablePool(capacity=2 if _shared.reuse_enabled() else 0)
         self._prepared: _Output | None = None  # the table output_table() opened for the next gather_graph
 
     def release(self) -> None:

@@ -556,6 +556,20 @@ def background_reuse(rank, world_size, out_dir):
         out["after_fork_third_equal"] = _digest(sampler.graph) == _single_digest(sampler, seed, 9)
         sampler._build_group.release()
         sampler.close()
+        del sampler, pending
+        gc.collect()
+        # BATCHSAMPLER_TABLE_REUSE=0: a new table at every build, the old one unmapped with its graph.
+        os.environ["BATCHSAMPLER_TABLE_REUSE"] = "0"
+        fresh = _filled_sampler(rank, world_size, n, embeddings, 1.0, k=6, m=40, seed=seed, num_threads=1)
+        del os.environ["BATCHSAMPLER_TABLE_REUSE"]
+        out["no_reuse"] = []
+        for build in range(3):
+            pending = _background_graph(fresh)
+            path = pending.shared
+            del pending
+            gc.collect()
+            out["no_reuse"].append([path, _digest(fresh.graph) == builds[build]["digest"], sorted(_shm_maps())])
+        fresh.close()
         # BATCHSAMPLER_SHARED_MEMORY=0: private tables at every build, the same graphs.
         os.environ["BATCHSAMPLER_SHARED_MEMORY"] = "0"
         private = _filled_sampler(rank, world_size, n, embeddings, 1.0, k=6, m=40, seed=seed, num_threads=1)

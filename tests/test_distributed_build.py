@@ -131,6 +131,10 @@ def test_tables_are_reused_across_builds_and_a_graph_in_use_is_never_written_to(
     assert all(r["after_fork_new"] and r["after_fork_equal"] and r["after_fork_third_equal"] for r in results)
     second = _same_on_every_rank(results, "after_fork_second")
     assert _same_on_every_rank(results, "after_fork_third") != second
+    # BATCHSAMPLER_TABLE_REUSE=0: a new table at every build, only the current graph's mapped.
+    no_reuse = _same_on_every_rank(results, "no_reuse")
+    assert len({path for path, _, _ in no_reuse}) == 3
+    assert all(equal and mapped == [path] for path, equal, mapped in no_reuse)
     # BATCHSAMPLER_SHARED_MEMORY=0: private tables, the same graphs as with shared ones.
     for result in results:
         assert result["private"] == [[None, True]] * 3
