@@ -610,10 +610,10 @@ def build_into_table(rank, world_size, out_dir, config):
         ):
             keep = None if mask is None else np.arange(n) % 5 != 0
             seed = np.random.SeedSequence([11, build])
-            kwargs = dict(
-                seed=seed, mask=keep, backend=backend, block_size=None, index_params=None, num_threads=1,
-                keep_scores=True, show_progress=False,
-            )
+            kwargs = {
+                "seed": seed, "mask": keep, "backend": backend, "block_size": None, "index_params": None,
+                "num_threads": 1, "keep_scores": True, "show_progress": False,
+            }
             table = group.output_table(build, n, k)
             built = build_rows(embeddings, k, m, shard=(rank, world_size), out=table, **kwargs)
             neighbors, scores, info = group.gather_graph(build, n, k, (built.rows, built.neighbors, built.scores))
@@ -647,7 +647,7 @@ def build_into_table(rank, world_size, out_dir, config):
         table = group.output_table(6, n, k)
         built = build_rows(embeddings, k, m, shard=(rank, world_size), out=table, seed=1, mask=None, backend="random",
                            block_size=None, index_params=None, num_threads=1, keep_scores=True, show_progress=False)
-        neighbors, scores, info = group.gather_graph(6, n, k, (built.rows, built.neighbors, built.scores))
+        neighbors, _, info = group.gather_graph(6, n, k, (built.rows, built.neighbors, built.scores))
         single = build_rows(embeddings, k, m, shard=(0, 1), seed=1, mask=None, backend="random", block_size=None,
                             index_params=None, num_threads=1, keep_scores=True, show_progress=False)
         out["after_failure"] = {

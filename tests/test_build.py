@@ -150,10 +150,10 @@ def test_rows_whose_products_overflow_float32_give_the_unit_rows_graph(backend):
 
 
 def _rows_kwargs(**overrides):
-    kwargs = dict(
-        seed=5, mask=None, backend="random", block_size=None, index_params=None, num_threads=1,
-        keep_scores=True, show_progress=False,
-    )
+    kwargs = {
+        "seed": 5, "mask": None, "backend": "random", "block_size": None, "index_params": None,
+        "num_threads": 1, "keep_scores": True, "show_progress": False,
+    }
     return {**kwargs, **overrides}
 
 
