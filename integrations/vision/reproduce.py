@@ -184,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--samplers", nargs="+", default=["uniform", "knn", "batchsampler"])
     parser.add_argument("--losses", nargs="+", default=["ntxent"])
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. n-1 (default: %(default)s)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds first .. first + n - 1, e.g. to add seeds to a grid (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--width", type=int, default=8, help="channels of the first ResNet stage")
@@ -219,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             losses=["ntxent"], threads=1)
     args = parser.parse_args(argv)
     check_target_flag(parser, args)
+    if args.first_seed < 0:
+        parser.error(f"--first-seed must be >= 0, got {args.first_seed}")
     threads = torch.get_num_threads()
     if args.threads is None:
         return _run(args, argv)
@@ -245,7 +249,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     logger.info("train %s, test %s", tuple(train.images.shape), tuple(test.images.shape))
     start = time.perf_counter()
     runs = run_grid(
-        train, test, args.samplers, args.losses, range(args.seeds), checkpoint=args.output_dir / "simclr_runs.json",
+        train, test, args.samplers, args.losses, range(args.first_seed, args.first_seed + args.seeds),
+        checkpoint=args.output_dir / "simclr_runs.json",
         epochs=args.epochs, batch_size=args.batch_size, width=args.width, blocks=tuple(args.blocks), lr=args.lr,
         temperature=args.temperature, k=args.k, m=args.m, restart_prob=args.restart_prob,
         refresh_every=args.refresh_every, knn_every=args.knn_every, linear_probe=not args.no_linear_probe,

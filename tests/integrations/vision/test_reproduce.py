@@ -71,6 +71,14 @@ def test_bank_and_replacement_flags_reach_every_run_and_label_the_arms(tmp_path)
     assert "| ntxent | uniform (bank=both, replacement) |" in table and "| ntxent | knn (bank=both, replacement) |" in table
 
 
+def test_first_seed_and_the_encoded_bank_reach_the_runs(tmp_path):
+    runs, table = _tiny_run(tmp_path, "--samplers", "batchsampler", "--bank", "encoded", "--seeds", "2",
+                            "--first-seed", "3")
+    assert [(r["config"]["seed"], r["config"]["bank"]) for r in runs] == [(3, "encoded"), (4, "encoded")]
+    assert all(e["encoded_relative_hardness"] is not None for e in runs[0]["epochs"])
+    assert "| batchsampler (bank=encoded) |" in table
+
+
 def test_target_hardness_reaches_the_batchsampler_runs_only(tmp_path):
     runs, table = _tiny_run(tmp_path, "--samplers", "uniform", "batchsampler", "--target-hardness", "0.3",
                             "--bank", "backbone")
@@ -83,6 +91,7 @@ def test_target_hardness_reaches_the_batchsampler_runs_only(tmp_path):
     (["--target-hardness", "0.3", "--samplers", "uniform", "knn"], "--target-hardness is an option of the batchsampler"),
     (["--target-hardness", "nan"], "--target-hardness must be in [0, 1]"),
     (["--target-hardness", "2"], "--target-hardness must be in [0, 1]"),
+    (["--first-seed", "-1"], "--first-seed must be >= 0"),
 ])
 def test_bad_run_flags_stop_before_any_work(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as stop:
