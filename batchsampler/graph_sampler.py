@@ -312,10 +312,11 @@ class GraphBatchSampler(BaseBatchSampler):
         try:
             # build_rows rather than build_neighbor_rows: int32 neighbours as computed, without the
             # int64 copy of the public function (400 MB of fresh memory per 1e6 rows at k = 100).
+            out = group.output_table(build_number, self.num_instances, self.k)  # the rows go straight there
             built = build_rows(
                 embeddings, self.k, self.m, seed=seed, mask=mask, backend=self.backend, block_size=None,
                 index_params=self.index_params, num_threads=self.num_threads, shard=(group.rank, group.world_size),
-                keep_scores=True, show_progress=False, device=device,
+                keep_scores=True, show_progress=False, device=device, out=out,
             )
             rows = np.arange(built.neighbors.shape[0], dtype=np.int64) if built.rows is None else built.rows
             shard = (rows, built.neighbors, built.scores)
@@ -391,6 +392,8 @@ class GraphBatchSampler(BaseBatchSampler):
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        if self._build_group is not None:
+            self._build_group.release()  # the spare shared table, kept for the next build
 
     # ------------------------------------------------------------------ epoch hooks
 

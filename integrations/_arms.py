@@ -23,6 +23,7 @@ from typing import Any
 __all__ = [
     "BANK_SPACES",
     "PER_STEP_BANKS",
+    "add_run_flags",
     "arm_key",
     "arm_label",
     "bank_rows",
@@ -95,6 +96,23 @@ def check_run_options(config: Any) -> None:
     if config.sampler != "batchsampler":
         raise ValueError(f"config.target_hardness is an option of the 'batchsampler' sampler only, "
                          f"got it with sampler {config.sampler!r}")
+
+
+def add_run_flags(parser: Any, *, features: str | None) -> None:
+    """Add ``--bank`` (when the pipeline has bank spaces: ``features`` names its encoder's
+    features, e.g. ``"GIN embeddings"``), ``--target-hardness`` and ``--replacement`` to
+    ``parser``; check them with :func:`check_target_flag` after parsing."""
+    if features is not None:
+        parser.add_argument(
+            "--bank", choices=BANK_SPACES, default="projection",
+            help=f"embeddings fed back to the sampler: projection-head outputs, {features} before the head, both, "
+                 "or 'encoded' (the training set encoded in eval mode after every epoch) (default: %(default)s)",
+        )
+    parser.add_argument("--target-hardness", type=float, default=None, metavar="FLOAT",
+                        help="relative hardness in [0, 1] the batchsampler runs hold (0: uniform, 1: kNN batches; "
+                             "other samplers do not take it)")
+    parser.add_argument("--replacement", action="store_true",
+                        help="independent batches (replacement=True) for every sampler")
 
 
 def check_target_flag(parser: Any, args: Any) -> None:

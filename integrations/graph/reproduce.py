@@ -32,7 +32,7 @@ from ..._io import write_text
 from ...cli._progress import add_progress_flag, progress_wanted
 from ...diagnostics.plots import save_png
 from .. import require_extra
-from .._arms import BANK_SPACES, arm_key, arm_label, check_target_flag
+from .._arms import add_run_flags, arm_key, arm_label, check_target_flag
 
 __all__ = ["PAPER_ACCURACY", "run_grid", "markdown_table", "main"]
 
@@ -156,14 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=None, help="graph out-degree (default: scaled to N)")
     parser.add_argument("--m", type=int, default=None, help="candidates per node (default: scaled to N)")
     parser.add_argument("--restart-prob", type=float, default=0.2)
-    parser.add_argument("--bank", choices=BANK_SPACES, default="projection",
-                        help="embeddings fed back to the sampler: projection-head outputs, GIN embeddings "
-                             "before the head, or both (default: %(default)s)")
-    parser.add_argument("--target-hardness", type=float, default=None, metavar="FLOAT",
-                        help="relative hardness in [0, 1] the batchsampler runs hold (0: uniform, 1: kNN batches; "
-                             "other samplers do not take it)")
-    parser.add_argument("--replacement", action="store_true",
-                        help="independent batches (replacement=True) for every sampler")
+    add_run_flags(parser, features='GIN embeddings')
     parser.add_argument("--output-dir", type=Path, default=Path("results/graphcl"))
     parser.add_argument("--quick", action="store_true", help="MUTAG, 2 epochs, 1 seed, NT-Xent: a smoke run")
     parser.add_argument("--from-json", type=Path, nargs="+", default=None, metavar="RUNS_JSON",

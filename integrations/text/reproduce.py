@@ -38,7 +38,7 @@ from ..._io import write_text
 from ...cli._progress import add_progress_flag, progress_wanted
 from ...diagnostics.plots import save_png
 from .. import EXTRAS, require_extra
-from .._arms import arm_label, check_target_flag
+from .._arms import add_run_flags, arm_label, check_target_flag
 from .data import STSPairs, load_sts_sets, read_sentences, sample_sentences
 from .evaluate import evaluate_sts
 from .model import SentenceEncoder
@@ -188,11 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--m", type=int, default=None, help="candidates per node (default: scaled to N)")
     parser.add_argument("--restart-prob", type=float, default=0.2)
     parser.add_argument("--refresh-every", type=int, default=10, help="graph rebuild period (batches)")
-    parser.add_argument("--target-hardness", type=float, default=None, metavar="FLOAT",
-                        help="relative hardness in [0, 1] the batchsampler runs hold (0: uniform, 1: kNN batches; "
-                             "other samplers do not take it)")
-    parser.add_argument("--replacement", action="store_true",
-                        help="independent batches (replacement=True) for every sampler")
+    add_run_flags(parser, features=None)
     parser.add_argument("--max-pairs", type=int, default=None, help="score a seeded subsample of each STS set")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: unchanged)")
     parser.add_argument("--output-dir", type=Path, default=Path("results/simcse"))

@@ -36,7 +36,7 @@ from ..._io import write_text
 from ...cli._progress import add_progress_flag, progress_wanted
 from ...diagnostics.plots import save_png
 from .. import require_extra
-from .._arms import BANK_SPACES, arm_label, check_target_flag
+from .._arms import add_run_flags, arm_label, check_target_flag
 from .data import ImageData, load_fashion_mnist, load_image_folder
 from .train import SimCLRConfig, train_simclr
 
@@ -196,14 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--m", type=int, default=None, help="candidates per node (default: scaled to N)")
     parser.add_argument("--restart-prob", type=float, default=0.2)
     parser.add_argument("--refresh-every", type=int, default=None, help="batches between graph rebuilds (default: one epoch)")
-    parser.add_argument("--bank", choices=BANK_SPACES, default="projection",
-                        help="embeddings fed back to the sampler: projection-head outputs, encoder features "
-                             "before the head, or both (default: %(default)s)")
-    parser.add_argument("--target-hardness", type=float, default=None, metavar="FLOAT",
-                        help="relative hardness in [0, 1] the batchsampler runs hold (0: uniform, 1: kNN batches; "
-                             "other samplers do not take it)")
-    parser.add_argument("--replacement", action="store_true",
-                        help="independent batches (replacement=True) for every sampler")
+    add_run_flags(parser, features='encoder features')
     parser.add_argument("--knn-every", type=int, default=1, help="epochs between kNN monitor evaluations")
     parser.add_argument("--no-linear-probe", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch and BLAS CPU threads (default: their choice)")
