@@ -268,3 +268,44 @@ def test_bad_hardness_settings_are_rejected(kwargs, error, message):
 def test_reseed_candidates_default_follows_the_target():
     assert BatchSampler(100, 10, k=5, m=20).reseed_candidates == 0
     assert BatchSampler(100, 10, k=5, m=20, target_hardness=0.3).reseed_candidates == 32
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["workers0", "workers2"])
+def test_target_hardness_in_a_real_loader_with_refreshes_and_a_mid_epoch_resume(digits, workers, tmp_path):
+    """Refreshes every 10 batches, each a search: the loader's stream is the sampler's own, every
+    epoch a partition, and a run resumed mid-epoch (sampler checkpoint + StatefulDataLoader
+    state) continues it exactly."""
+    import torch
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    n = len(digits)
+    bank = torch.from_numpy(digits)
+
+    def make():
+        sampler = BatchSampler(n, 64, seed=5, target_hardness=0.4, refresh_every=10, warmup_epochs=1, swap_delay=2)
+        return sampler, StatefulDataLoader(range(n), batch_sampler=sampler, num_workers=workers)
+
+    def epoch_of(sampler, loader, stop_at=None):
+        batches = []
+        for step, batch in enumerate(loader):
+            batches.append(batch.tolist())
+            sampler.update(batch, bank[batch])
+            if step == stop_at:
+                sampler.save(tmp_path / "ckpt")
+                return batches, loader.state_dict()
+        return batches, None
+
+    sampler, loader = make()
+    full = [epoch_of(sampler, loader)[0] for _ in range(3)]
+    for epoch in full:
+        assert np.array_equal(np.sort(np.concatenate(epoch)), np.arange(n))
+    assert sampler.refresh_stats.builds >= 4 and sampler.hardness_history
+    sampler, loader = make()
+    epoch_of(sampler, loader)
+    epoch_of(sampler, loader)
+    head, state = epoch_of(sampler, loader, stop_at=11)
+    resumed, loader = make()
+    resumed.load(tmp_path / "ckpt")
+    loader.load_state_dict(state)
+    rest = epoch_of(resumed, loader)[0]
+    assert head + rest == full[2]
