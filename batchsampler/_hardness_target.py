@@ -19,7 +19,7 @@ import numpy as np
 from ._validation import check_int, check_probability
 from .collect import walk_batch
 from .graph import ProximityGraph
-from .hardness import HardnessLadder, calibrate, epoch_profile, hardness_scale
+from .hardness import HardnessLadder, calibrate, epoch_profile
 from .walk import _walkers, grow_batches
 
 __all__ = ["DEFAULT_RESEED_CANDIDATES", "HardnessTargetMixin", "check_hardness_settings"]
@@ -211,8 +211,7 @@ class HardnessTargetMixin:
             return None
         rng = np.random.default_rng([self.seed, _MEASURE_STREAM, self._history_epoch])
         seen = self.bank.seen
-        scale = hardness_scale(vectors, max(2, self.global_batch_size), rng, valid=seen)
-        profile = epoch_profile(vectors, self._history, scale, valid=seen)
+        profile = epoch_profile(vectors, self._history, self.global_batch_size, rng, valid=seen)
         return {
             "epoch": self._history_epoch, "k": self.refresh_stats.k or self.k, "m": self.refresh_stats.m or self.m,
             "graph_version": self.graph_version, "target_hardness": self.target_hardness, **profile,

@@ -307,20 +307,18 @@ def calibrate(
         keeps the best graph so far), the search, and the references it used.
     """
     scale = hardness_scale(embeddings, batch_size, rng, valid=valid)
-    graphs: dict[tuple[int, int], Any] = {}
+    best: dict[str, Any] = {}  # the closest graph so far: at most two graphs alive at a time
 
     def evaluate(k: int, m: int) -> float:
         graph = build(k, m)
         value = scale.relative(mean_pair_similarity(embeddings, _spread(simulate(graph)), valid=valid))
-        best = min(graphs, key=lambda key: graphs[key][1], default=None)
         distance = abs(value - target) if math.isfinite(value) else math.inf
-        if best is None or distance < graphs[best][1]:
-            graphs.clear()  # at most two graphs alive: the best so far and the one just built
-            graphs[(k, m)] = (graph, distance)
+        if not best or distance < best["distance"]:  # the first on ties, as search_hardness
+            best.update(setting=(k, m), graph=graph, distance=distance)
         return value
 
     search = search_hardness(evaluate, ladder, target, tolerance, start=start, max_evaluations=max_evaluations)
-    graph = graphs[(search.k, search.m)][0] if (search.k, search.m) in graphs else build(search.k, search.m)
+    graph = best["graph"] if best.get("setting") == (search.k, search.m) else build(search.k, search.m)
     return graph, search, scale
 
 
@@ -335,12 +333,20 @@ def _spread(batches: list[list[int]], count: int = _SAMPLED_BATCHES) -> list[lis
 
 
 def epoch_profile(
-    embeddings: Any, batches: list[list[int]], scale: HardnessScale, *, valid: Any = None, parts: int = 4
+    embeddings: Any,
+    batches: list[list[int]],
+    batch_size: int,
+    rng: np.random.Generator,
+    *,
+    valid: Any = None,
+    parts: int = 4,
 ) -> dict[str, Any]:
     """Relative hardness of an epoch's batches, overall and by consecutive ``parts`` (quarters).
 
-    Uses at most 256 batches spread over the epoch (and over each part).
+    Measures the references first (:func:`hardness_scale` with ``batch_size`` and ``rng``), then
+    uses at most 256 batches spread over the epoch (and 64 over each part).
     """
+    scale = hardness_scale(embeddings, max(2, batch_size), rng, valid=valid)
     chunks = [list(part) for part in np.array_split(np.arange(len(batches)), parts)] if batches else []
     by_part = [
         scale.relative(mean_pair_similarity(embeddings, _spread([batches[i] for i in chunk], 64), valid=valid))

@@ -30,7 +30,7 @@ from batchsampler._io import write_text
 from batchsampler.cli.demo import load_digits_embeddings
 from batchsampler.diagnostics import summarize_epoch
 from batchsampler.diagnostics.plots import plot_hardness_tradeoff
-from batchsampler.hardness import epoch_profile, hardness_scale
+from batchsampler.hardness import epoch_profile
 
 logger = logging.getLogger("hardness_tradeoff")
 
@@ -39,8 +39,7 @@ MODES = {"exactly once": False, "replacement": True}
 
 def measure(sampler, batches, embeddings, labels) -> dict:
     """Relative hardness (overall, by quarter) and same-label share of one epoch's batches."""
-    scale = hardness_scale(embeddings, sampler.global_batch_size, np.random.default_rng(0))
-    profile = epoch_profile(embeddings, batches, scale)
+    profile = epoch_profile(embeddings, batches, sampler.global_batch_size, np.random.default_rng(0))
     share = summarize_epoch(batches, len(labels), labels=labels).same_label_share
     return {"relative_hardness": profile["relative_hardness"], "by_quarter": profile["by_part"],
             "same_label_share": share}

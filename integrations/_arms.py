@@ -235,11 +235,10 @@ def epoch_hardness(
 def _profile(sampler: Any, batches: list[list[int]], embeddings: Any, valid: Any) -> dict[str, Any]:
     import numpy as np
 
-    from batchsampler.hardness import epoch_profile, hardness_scale
+    from batchsampler.hardness import epoch_profile
 
     embeddings = np.asarray(embeddings, dtype=np.float32)
-    scale = hardness_scale(embeddings, max(2, sampler.global_batch_size), np.random.default_rng(0), valid=valid)
-    return epoch_profile(embeddings, batches, scale, valid=valid)
+    return epoch_profile(embeddings, batches, sampler.global_batch_size, np.random.default_rng(0), valid=valid)
 
 
 def _finite(value: float) -> float | None:

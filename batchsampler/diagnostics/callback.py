@@ -30,7 +30,7 @@ import numpy as np
 
 from .._validation import check_int
 from ..base import BaseBatchSampler
-from ..hardness import epoch_profile, hardness_scale
+from ..hardness import epoch_profile
 from .batches import summarize_epoch, unit_rows
 from .graph import summarize_graph, summarize_staleness, summarize_walk
 from .runfile import RUN_FORMAT, json_safe, load_runs, merge_runs, write_runs
@@ -264,12 +264,10 @@ class SamplerMonitor:
         usable = unit.shape[0] if valid is None else int(valid.sum())
         if usable < 2 or not self._batches:
             return {}
-        batch_size = max(2, self.sampler.global_batch_size)
-        scale = hardness_scale(unit, batch_size, np.random.default_rng(0), valid=valid)
-        profile = epoch_profile(unit, self._batches, scale, valid=valid)
+        profile = epoch_profile(unit, self._batches, self.sampler.global_batch_size, np.random.default_rng(0), valid=valid)
         return {
             "relative": profile["relative_hardness"], "relative_by_quarter": profile["by_part"],
-            "uniform_reference": scale.uniform, "knn_reference": scale.knn,
+            "uniform_reference": profile["scale"]["uniform"], "knn_reference": profile["scale"]["knn"],
         }
 
     def _graph_summary(self) -> dict[str, Any] | None:
