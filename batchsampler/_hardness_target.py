@@ -19,10 +19,10 @@ import numpy as np
 from ._validation import check_int, check_probability
 from .collect import walk_batch
 from .graph import ProximityGraph
-from .hardness import HardnessLadder, calibrate, epoch_profile
-from .walk import _walkers, grow_batches
+from .hardness import HardnessLadder, HardnessScale, _check_inputs, _pair_sums, calibrate, epoch_profile, hardness_scale
+from .walk import WalkStats, _walkers, grow_batches
 
-__all__ = ["DEFAULT_RESEED_CANDIDATES", "HardnessTargetMixin", "check_hardness_settings"]
+__all__ = ["DEFAULT_RESEED_CANDIDATES", "HardnessTargetMixin", "check_hardness_settings", "default_candidate_walks"]
 
 logger = logging.getLogger("batchsampler.sampler")
 
@@ -33,18 +33,34 @@ DEFAULT_RESEED_CANDIDATES = 32
 _CALIBRATION_STREAM = 3
 _MEASURE_STREAM = 4
 _SIMULATED_BATCHES = 256  # batches a simulated epoch measures hardness on (see hardness._spread)
+_MAX_CANDIDATE_WALKS = 8
+
+
+def default_candidate_walks(num_batches: int) -> int:
+    """Candidate walks of a group when ``target_hardness`` is set and ``candidate_walks`` is not:
+    ``clip(ceil(256 / num_batches), 1, 8)``.
+
+    An epoch of ``n`` batches averages ``n`` noisy batch means: from 256 batches on, that
+    average is precise and one walk is enough; shorter epochs (a few batches: small datasets,
+    large batches) choose among up to 8 candidate walks.
+    """
+    return int(min(_MAX_CANDIDATE_WALKS, max(1, -(-_SIMULATED_BATCHES // max(num_batches, 1)))))
 
 
 def check_hardness_settings(
-    target_hardness: Any, hardness_tolerance: Any, calibration_builds: Any, reseed_candidates: Any, backend: str
-) -> tuple[float | None, float, int, int]:
-    """The checked ``(target_hardness, hardness_tolerance, calibration_builds, reseed_candidates)``.
+    target_hardness: Any, hardness_tolerance: Any, calibration_builds: Any, reseed_candidates: Any, backend: str,
+    candidate_walks: Any = None,
+) -> tuple[float | None, float, int, int, int | None]:
+    """The checked ``(target_hardness, hardness_tolerance, calibration_builds, reseed_candidates,
+    candidate_walks)``; ``candidate_walks`` stays ``None`` with a target (its default depends on
+    the epoch's length, see :func:`default_candidate_walks`) and is 1 without one.
 
     Raises:
         ValueError: ``target_hardness`` outside ``[0, 1]`` or with a ``backend`` other than
             ``"random"``, ``hardness_tolerance`` outside ``(0, 1]``, ``calibration_builds < 1``,
-            ``reseed_candidates < 0``.
-        TypeError: non-integer ``calibration_builds`` or ``reseed_candidates``.
+            ``reseed_candidates < 0``, ``candidate_walks < 1``, or ``candidate_walks > 1``
+            without a ``target_hardness`` (there is nothing to choose by).
+        TypeError: non-integer ``calibration_builds``, ``reseed_candidates`` or ``candidate_walks``.
     """
     if target_hardness is not None:
         target_hardness = check_probability("target_hardness", target_hardness)
@@ -60,19 +76,28 @@ def check_hardness_settings(
     if reseed_candidates is None:
         reseed_candidates = DEFAULT_RESEED_CANDIDATES if target_hardness is not None else 0
     reseed_candidates = check_int("reseed_candidates", reseed_candidates, low=0)
-    return target_hardness, float(hardness_tolerance), calibration_builds, reseed_candidates
+    if candidate_walks is None:
+        return target_hardness, float(hardness_tolerance), calibration_builds, reseed_candidates, (
+            None if target_hardness is not None else 1)
+    candidate_walks = check_int("candidate_walks", candidate_walks, low=1)
+    if candidate_walks > 1 and target_hardness is None:
+        raise ValueError(f"candidate_walks > 1 chooses walks by target_hardness, which is None; got {candidate_walks}")
+    return target_hardness, float(hardness_tolerance), calibration_builds, reseed_candidates, candidate_walks
 
 
 class HardnessTargetMixin:
     """What ``target_hardness`` and ``reseed_candidates`` add to a graph sampler (see the module)."""
 
     def _init_hardness(
-        self, target_hardness: float | None, hardness_tolerance: float, calibration_builds: int, reseed_candidates: int
+        self, target_hardness: float | None, hardness_tolerance: float, calibration_builds: int,
+        reseed_candidates: int, candidate_walks: int | None,
     ) -> None:
         self.target_hardness = target_hardness
         self.hardness_tolerance = hardness_tolerance
         self.calibration_builds = calibration_builds
         self.reseed_candidates = reseed_candidates
+        self.candidate_walks = default_candidate_walks(len(self)) if candidate_walks is None else candidate_walks
+        self._scale_of_graph: tuple[int, HardnessScale] | None = None
         self.hardness_history: list[dict[str, Any]] = []
         """One record per finished epoch with a ``target_hardness``: the epoch, the graph's
         ``k`` and ``m``, the measured ``relative_hardness`` (and ``by_part``: per quarter)."""
@@ -174,6 +199,54 @@ class HardnessTargetMixin:
                 )
         return batches
 
+    def _closest_walk(
+        self, walk: Any, used: np.ndarray, streams: list[np.random.SeedSequence]
+    ) -> list[list[int]]:
+        """The batches of the candidate walk that brings the epoch closest to ``target_hardness``.
+
+        ``walk(used, rng, stats)`` grows one candidate from a copy of ``used`` (marking it); the
+        epoch so far (``_history``) and the candidate's batches are measured together on the
+        bank, on the references of the graph in use, and the first closest candidate is kept:
+        its marks go to ``used`` and its counters to ``walk_stats``. ``streams[0]`` is the
+        stream of a walk without candidates, so ``candidate_walks=1`` walks exactly as before.
+        Choosing for the epoch so far, not for the group alone, lets a late group make up for
+        an early one. The loop is bounded by ``len(streams)``.
+        """
+        vectors = self._reseed_vectors()
+        scale = self._graph_scale(vectors)
+        if len(streams) == 1 or scale is None:
+            return walk(used, np.random.default_rng(streams[0]), self.walk_stats)
+        vectors, seen = _check_inputs(vectors, self.bank.seen)
+        base_total, base_pairs = _pair_sums(vectors, self._history, seen)
+        best: tuple[float, list[list[int]], np.ndarray, WalkStats] | None = None
+        for stream in streams:
+            trial, stats = used.copy(), WalkStats()
+            batches = walk(trial, np.random.default_rng(stream), stats)
+            total, pairs = _pair_sums(vectors, batches, seen)
+            value = scale.relative((base_total + total) / (base_pairs + pairs)) if base_pairs + pairs else math.nan
+            distance = abs(value - self.target_hardness) if math.isfinite(value) else math.inf
+            if best is None or distance < best[0]:
+                best = (distance, batches, trial, stats)
+        _, batches, chosen, stats = best
+        used[:] = chosen
+        for name in ("steps", "restarts", "reseeds"):
+            setattr(self.walk_stats, name, getattr(self.walk_stats, name) + getattr(stats, name))
+        return batches
+
+    def _graph_scale(self, vectors: np.ndarray | None) -> HardnessScale | None:
+        """The references of relative hardness for the graph in use: those its calibration
+        measured, else measured once per graph on the bank (``None`` without a bank)."""
+        if vectors is None or self.bank.num_seen < 2:
+            return None
+        hardness = self.graph.build_params.get("hardness") if self.graph is not None else None
+        if isinstance(hardness, dict) and hardness.get("uniform") is not None and hardness.get("knn") is not None:
+            return HardnessScale(uniform=float(hardness["uniform"]), knn=float(hardness["knn"]))
+        if self._scale_of_graph is None or self._scale_of_graph[0] != self.graph_version:
+            rng = np.random.default_rng([self.seed, _MEASURE_STREAM, self.graph_version])
+            scale = hardness_scale(vectors, max(2, self.global_batch_size), rng, valid=self.bank.seen)
+            self._scale_of_graph = (self.graph_version, scale)
+        return self._scale_of_graph[1]
+
     def set_graph(self, graph: ProximityGraph) -> None:
         super().set_graph(graph)
         params = graph.build_params
@@ -201,8 +274,9 @@ class HardnessTargetMixin:
     def measure_epoch_hardness(self) -> dict[str, Any] | None:
         """Relative hardness of the batches produced in the current (or last) epoch, on the bank now.
 
-        Returns ``{"epoch", "k", "m", "target_hardness", "relative_hardness", "similarity",
-        "by_part", "scale"}`` (``by_part``: per quarter of the epoch), or ``None`` before the
+        Returns ``{"epoch", "k", "m", "graph_version", "target_hardness", "relative_hardness",
+        "similarity", "by_part", "scale"}`` (``graph_version``: of the graph the epoch started
+        with, 0 for an epoch of uniform batches before the first graph) (``by_part``: per quarter of the epoch), or ``None`` before the
         first batch or with fewer than two seen rows. Costs one measurement of the references
         (:func:`~batchsampler.hardness.hardness_scale`) plus at most 256 batches' pairs.
         """
@@ -214,7 +288,9 @@ class HardnessTargetMixin:
         profile = epoch_profile(vectors, self._history, self.global_batch_size, rng, valid=seen)
         return {
             "epoch": self._history_epoch, "k": self.refresh_stats.k or self.k, "m": self.refresh_stats.m or self.m,
-            "graph_version": self.graph_version, "target_hardness": self.target_hardness, **profile,
+            # The graph the epoch started with (0: none, a uniform warm-up epoch); k and m are
+            # those of the graph in use now (a refresh at the epoch's end has already chosen anew).
+            "graph_version": self._epoch_start_version, "target_hardness": self.target_hardness, **profile,
         }
 
     def _extra_state(self) -> dict[str, Any]:

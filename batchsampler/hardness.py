@@ -158,6 +158,13 @@ def mean_pair_similarity(embeddings: Any, batches: Sequence[Sequence[int]] | np.
         ValueError: on a non-2-D or non-float ``embeddings`` or a bad ``valid``.
     """
     embeddings, valid = _check_inputs(embeddings, valid)
+    total, pairs = _pair_sums(embeddings, batches, valid)
+    return total / pairs if pairs else float("nan")
+
+
+def _pair_sums(embeddings: np.ndarray, batches: Sequence[Sequence[int]] | np.ndarray, valid: np.ndarray | None) -> tuple[float, int]:
+    """``(sum of cosines, count)`` over the ordered pairs ``i != j`` of each batch (checked inputs):
+    ``O(B d)`` per batch, so that sums of several groups of batches can be combined."""
     total, pairs = 0.0, 0
     for batch in batches:
         batch = np.asarray(batch, dtype=np.int64)
@@ -171,7 +178,7 @@ def mean_pair_similarity(embeddings: Any, batches: Sequence[Sequence[int]] | np.
         # Sum over ordered pairs i != j of u_i . u_j = |sum u|^2 - sum |u_i|^2.
         total += float(summed @ summed - np.einsum("ij,ij->", vectors, vectors))
         pairs += size * (size - 1)
-    return total / pairs if pairs else float("nan")
+    return total, pairs
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from .base import EPOCH_STREAM, check_bool
 from .collect import walk_batch
 from .graph import ProximityGraph
 from .graph_sampler import GraphBatchSampler
-from .walk import _walkers, grow_batches
+from .walk import WalkStats, _walkers, grow_batches
 
 __all__ = ["BatchSampler", "decayed_restart_prob", "scaled_graph_size"]
 
@@ -109,6 +109,15 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
             batch's first seed among ``c`` random unused ones, instead of a random one, so late
             batches stay hard (see :func:`~batchsampler.walk.grow_batches`). ``None`` (default):
             32 with a ``target_hardness``, else 0 (random re-seeds, the paper's walk).
+        candidate_walks: with a ``target_hardness``, each group of ``lockstep_batches`` batches
+            (each batch, with ``replacement``) is walked this many times from the same state,
+            each from its own stream, and the walk that brings the epoch so far closest to the
+            target is kept (measured on the bank, ``O(B d)`` per batch). The calibration makes
+            the target the epoch's *expected* hardness; the choice removes the spread of short
+            epochs, whose handful of batches is a noisy average. ``None`` (default):
+            ``clip(ceil(256 / len(sampler)), 1, 8)`` with a target (1 from 256 batches per
+            epoch on), 1 without one. Deterministic: the same seed, epoch and bank give the
+            same choice on every rank and in every iteration.
 
     Raises:
         ValueError: ``batch_size`` outside ``[1, N]``, ``k < 1``, ``k >= N``, ``m < k``,
@@ -116,8 +125,9 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
             ``max_fruitless_steps < 1``, ``lockstep_batches < 1``, bad refresh settings, bad
             ``embeddings`` (non-2-D, NaN/inf, row count other than ``N``), ``target_hardness``
             outside ``[0, 1]`` or with another backend than ``"random"``,
-            ``hardness_tolerance`` outside ``(0, 1]``, ``calibration_builds < 1`` or
-            ``reseed_candidates < 0``.
+            ``hardness_tolerance`` outside ``(0, 1]``, ``calibration_builds < 1``,
+            ``reseed_candidates < 0``, ``candidate_walks < 1``, or ``candidate_walks > 1``
+            without a ``target_hardness``.
         TypeError: non-integer sizes or non-bool flags.
     """
 
@@ -151,9 +161,12 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
         hardness_tolerance: float = 0.1,
         calibration_builds: int = 6,
         reseed_candidates: int | None = None,
+        candidate_walks: int | None = None,
     ) -> None:
-        target_hardness, hardness_tolerance, calibration_builds, reseed_candidates = check_hardness_settings(
-            target_hardness, hardness_tolerance, calibration_builds, reseed_candidates, backend
+        target_hardness, hardness_tolerance, calibration_builds, reseed_candidates, candidate_walks = (
+            check_hardness_settings(
+                target_hardness, hardness_tolerance, calibration_builds, reseed_candidates, backend, candidate_walks
+            )
         )
         super().__init__(
             data, batch_size, k=k, m=m, refresh_every=refresh_every, warmup_epochs=warmup_epochs,
@@ -172,7 +185,7 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
         self.max_fruitless_steps = check_int("max_fruitless_steps", max_fruitless_steps, low=1)
         self.symmetrize = check_bool("symmetrize", symmetrize)
         self.lockstep_batches = check_int("lockstep_batches", lockstep_batches, low=1)
-        self._init_hardness(target_hardness, hardness_tolerance, calibration_builds, reseed_candidates)
+        self._init_hardness(target_hardness, hardness_tolerance, calibration_builds, reseed_candidates, candidate_walks)
         self._finish_init()
 
     @classmethod
@@ -208,7 +221,7 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
             "max_fruitless_steps": self.max_fruitless_steps, "symmetrize": self.symmetrize,
             "lockstep_batches": self.lockstep_batches, "target_hardness": self.target_hardness,
             "hardness_tolerance": self.hardness_tolerance, "calibration_builds": self.calibration_builds,
-            "reseed_candidates": self.reseed_candidates,
+            "reseed_candidates": self.reseed_candidates, "candidate_walks": self.candidate_walks,
         }
 
     def _on_epoch_start(self, epoch: int, resumed: bool) -> None:
@@ -236,18 +249,38 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
             max_fruitless_steps=self.max_fruitless_steps, stats=self.walk_stats,
         )
 
+    def _next_batch(self, epoch: int, index: int, used: np.ndarray) -> list[int]:
+        if not (self.replacement and self.candidate_walks > 1 and self.graph is not None):
+            return super()._next_batch(epoch, index, used)
+        # Independent batches, chosen one at a time for the epoch so far (see _closest_walk).
+        streams = [np.random.SeedSequence([self.seed, EPOCH_STREAM, epoch, index, *([r] if r else [])])
+                   for r in range(self.candidate_walks)]
+
+        def walk(candidate_used: np.ndarray, rng: np.random.Generator, stats: WalkStats) -> list[list[int]]:
+            return [walk_batch(self.graph, candidate_used, self.global_batch_size, self.current_restart_prob, rng,
+                               max_fruitless_steps=self.max_fruitless_steps, stats=stats)]
+
+        [batch] = self._closest_walk(walk, np.zeros(self.num_instances, dtype=bool), streams)
+        return self._padded(batch)
+
     def _collect_group(self, used: np.ndarray, sizes: list[int], epoch: int, first: int) -> list[list[int]]:
-        if self.graph is None or (len(sizes) == 1 and not self.reseed_candidates):
+        if self.graph is None or (len(sizes) == 1 and not self.reseed_candidates and self.candidate_walks == 1):
             return super()._collect_group(used, sizes, epoch, first)
         # The group's own stream; the trailing length keeps it apart from batch ``first``'s.
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, EPOCH_STREAM, epoch, first, len(sizes)]))
-        return grow_batches(
-            self.graph, used, sizes, self.current_restart_prob, rng,
-            max_fruitless_steps=self.max_fruitless_steps,
-            num_walkers=_walkers(self.lockstep_batches, len(self)), stats=self.walk_stats,
-            vectors=self._reseed_vectors() if self.reseed_candidates else None,
-            reseed_candidates=self.reseed_candidates,
-        )
+        # Candidate r > 0 appends r, so that candidate 0 is the walk without candidates.
+        streams = [np.random.SeedSequence([self.seed, EPOCH_STREAM, epoch, first, len(sizes), *([r] if r else [])])
+                   for r in range(self.candidate_walks)]
+        vectors = self._reseed_vectors() if self.reseed_candidates else None
+
+        def walk(candidate_used: np.ndarray, rng: np.random.Generator, stats: WalkStats) -> list[list[int]]:
+            return grow_batches(
+                self.graph, candidate_used, sizes, self.current_restart_prob, rng,
+                max_fruitless_steps=self.max_fruitless_steps,
+                num_walkers=_walkers(self.lockstep_batches, len(self)), stats=stats,
+                vectors=vectors, reseed_candidates=self.reseed_candidates,
+            )
+
+        return self._closest_walk(walk, used, streams)
 
     def __repr__(self) -> str:
         return (

@@ -265,9 +265,110 @@ def test_bad_hardness_settings_are_rejected(kwargs, error, message):
         BatchSampler(100, 10, k=5, m=20, **kwargs)
 
 
+def test_candidate_walks_default_follows_the_target_and_the_epoch_length():
+    assert BatchSampler(100, 10, k=5, m=20).candidate_walks == 1
+    assert BatchSampler(100, 10, k=5, m=20, target_hardness=0.3).candidate_walks == 8  # 10 batches
+    assert BatchSampler(10_000, 39, k=5, m=20, target_hardness=0.3).candidate_walks == 1  # 257 batches
+    assert BatchSampler(10_000, 64, k=5, m=20, target_hardness=0.3).candidate_walks == 2  # 157 batches
+    assert BatchSampler(100, 10, k=5, m=20, target_hardness=0.3, candidate_walks=3).candidate_walks == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"candidate_walks": 2}, ValueError, "target_hardness"),
+        ({"candidate_walks": 0, "target_hardness": 0.5}, ValueError, "candidate_walks"),
+        ({"candidate_walks": 1.5, "target_hardness": 0.5}, TypeError, "candidate_walks"),
+    ],
+)
+def test_bad_candidate_walks_are_rejected(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        BatchSampler(100, 10, k=5, m=20, **kwargs)
+
+
+@pytest.mark.parametrize("replacement", [False, True], ids=["exactly_once", "replacement"])
+def test_candidate_walks_hold_every_short_epoch_close_to_the_target(digits, replacement):
+    """29 batches per epoch: one walk per group lands anywhere in the epoch's spread around the
+    calibrated mean; the default 8 candidates keep every epoch close to the target."""
+    target = 0.5
+    deviations = {}
+    for walks in (1, None):
+        values = []
+        for seed in range(3):
+            sampler = BatchSampler(len(digits), 64, seed=seed, embeddings=digits, target_hardness=target,
+                                   candidate_walks=walks, replacement=replacement)
+            for _ in range(2):
+                batches = list(sampler)
+                if replacement:
+                    assert all(len(set(batch)) == len(batch) == 64 for batch in batches)
+                else:
+                    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(len(digits)))
+            list(iter(sampler))
+            values += [record["relative_hardness"] for record in sampler.hardness_history]
+        deviations[walks] = np.abs(np.asarray(values) - target)
+    assert sampler.candidate_walks == 8
+    assert deviations[None].max() <= 0.05, deviations
+    assert deviations[None].mean() < 0.6 * deviations[1].mean(), deviations
+
+
+def test_candidate_walks_are_deterministic_and_one_walk_is_the_plain_walk(digits):
+    def sampler_of(**kwargs):
+        return BatchSampler(len(digits), 64, seed=4, embeddings=digits, **kwargs)
+
+    def epochs(sampler):
+        return [[list(batch) for batch in sampler] for _ in range(2)]
+
+    chosen = sampler_of(target_hardness=0.5)
+    assert epochs(chosen) == epochs(sampler_of(target_hardness=0.5))
+    one = sampler_of(target_hardness=0.5, candidate_walks=1)
+    # Candidate 0 is the walk's own stream: one candidate walks as a sampler without a target
+    # does on the same graph (the calibrated graph is the plain build of its k and m).
+    k, m = one.refresh_stats.k, one.refresh_stats.m
+    plain = sampler_of(k=k, m=m, reseed_candidates=32)
+    assert np.array_equal(plain.graph.indices, one.graph.indices)
+    assert epochs(one) == epochs(plain)
+    assert epochs(one) != epochs(chosen)
+
+
 def test_reseed_candidates_default_follows_the_target():
     assert BatchSampler(100, 10, k=5, m=20).reseed_candidates == 0
     assert BatchSampler(100, 10, k=5, m=20, target_hardness=0.3).reseed_candidates == 32
+
+
+def test_target_hardness_with_persistent_workers_matches_the_sampler_alone(digits):
+    """torch's DataLoader with 2 persistent workers (it calls iter(batch_sampler) twice per
+    epoch): the same batches as the sampler iterated by hand, epochs partitioned, and the
+    target held, with a search at every refresh and candidate walks."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    n = len(digits)
+    bank = torch.from_numpy(digits)
+
+    def run(loader_of):
+        sampler = BatchSampler(n, 64, seed=2, target_hardness=0.3, warmup_epochs=1)
+        epochs = []
+        source = loader_of(sampler)
+        for _ in range(4):
+            batches = []
+            for batch in source:
+                batch = torch.as_tensor(batch)
+                batches.append(batch.tolist())
+                sampler.update(batch, bank[batch])
+            sampler.refresh()
+            epochs.append(batches)
+        list(iter(sampler))
+        return sampler, epochs
+
+    sampler, loaded = run(lambda s: DataLoader(range(n), batch_sampler=s, num_workers=2, persistent_workers=True))
+    alone, by_hand = run(lambda s: s)
+    assert loaded == by_hand
+    for epoch in loaded:
+        assert np.array_equal(np.sort(np.concatenate(epoch)), np.arange(n))
+    history = sampler.hardness_history
+    assert [(r["epoch"], r["graph_version"] > 0) for r in history] == [(0, False), (1, True), (2, True), (3, True)]
+    assert abs(history[0]["relative_hardness"]) <= 0.1  # the uniform warm-up epoch
+    assert all(abs(r["relative_hardness"] - 0.3) <= 0.1 for r in history[1:]), history
 
 
 @pytest.mark.parametrize("workers", [0, 2], ids=["workers0", "workers2"])
