@@ -6,7 +6,8 @@ kNN and linear-probe accuracy (mean ± std over seeds, and per seed), the paired
 the uniform run of the same temperature and seed (mean ± sample std over the seeds both have),
 and the relative hardness of its batches (0: uniform, 1: exact kNN batches) in the sampler's
 bank and in the eval-mode encoding of the training set, averaged over the epochs after the
-first. Used for the factor tables of issue 15 in ``examples/RESULTS.md``.
+first; with a ``target_hardness``, how many of those epochs lie within 0.1 of the target in
+the bank. Used for the factor tables of issue 15 in ``examples/RESULTS.md``.
 
     python examples/paired_table.py examples/simclr/factors/* --output examples/simclr/factors/table.md
 """
@@ -64,6 +65,12 @@ def rows(runs: list[dict]) -> list[dict]:
         row["relative_hardness"] = _mean([e.get("relative_hardness") for e in later])
         row["encoded_relative_hardness"] = _mean([e.get("encoded_relative_hardness") for e in later])
         row["same_label_share"] = _mean([e.get("same_label_share") for e in later])
+        target = config.get("target_hardness")
+        measured = [e["relative_hardness"] for e in later if e.get("relative_hardness") is not None]
+        row["epochs_on_target"] = (
+            (sum(abs(value - target) <= 0.1 for value in measured), len(measured))
+            if target is not None and measured else None
+        )
         found.append(row)
     return found
 
@@ -78,16 +85,21 @@ def markdown(found: list[dict]) -> str:
         mean, std, count = value
         return f"{mean:+.2f}" + ("" if std is None else f" ± {std:.2f}") + f" ({count})"
 
+    def on_target(value):
+        return "—" if value is None else f"{value[0]}/{value[1]}"
+
     lines = ["| arm | runs | kNN accuracy % | per seed | paired to uniform | linear probe % | paired to uniform | "
-             "relative hardness (bank) | relative hardness (eval encoding) | same-label share |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "relative hardness (bank) | epochs within 0.1 of the target | relative hardness (eval encoding) | "
+             "same-label share |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in found:
         knn, linear = row["knn_accuracy"], row["linear_accuracy"]
         lines.append(
             f"| {row['arm']} | {row['runs']} | {knn[0]:.2f} ± {knn[1]:.2f} | "
             f"{' / '.join(f'{v:.1f}' for v in row['knn_accuracy_per_seed'])} | {paired(row['knn_accuracy_paired'])} | "
             f"{'—' if linear is None else f'{linear[0]:.2f} ± {linear[1]:.2f}'} | {paired(row['linear_accuracy_paired'])} | "
-            f"{number(row['relative_hardness'])} | {number(row['encoded_relative_hardness'])} | "
+            f"{number(row['relative_hardness'])} | {on_target(row['epochs_on_target'])} | "
+            f"{number(row['encoded_relative_hardness'])} | "
             f"{number(row['same_label_share'])} |"
         )
     return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ measured in that space.
 
     python examples/sweep_graphcl.py --dataset MUTAG --seeds 3
     python examples/sweep_graphcl.py --quick          # 2 variants, 2 epochs: a smoke run
+    python examples/sweep_graphcl.py --from-runs old/ rerun/ --output-dir merged/   # one table, no training
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ...diagnostics.plots import save_png
 from .. import require_extra
 from .._arms import BANK_SPACES
 
-__all__ = ["factor_variants", "variants", "run_sweep", "summarize", "markdown_table", "main"]
+__all__ = ["factor_variants", "variants", "run_sweep", "summarize", "merge_runs", "markdown_table", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +229,45 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     plt.close(figure)
 
 
+def merge_runs(documents: Sequence[dict]) -> list[dict]:
+    """The runs of several sweep documents, in first-seen order of ``(variant, seed)``; a later
+    document's run replaces an earlier one of the same variant and seed (e.g. a rerun of some
+    variants with a newer sampler beside the uniform runs of an older sweep)."""
+    merged: dict[tuple[str, int], dict] = {}
+    for document in documents:
+        for run in document["runs"]:
+            merged[(run["variant"], int(run["config"].get("seed", 0)))] = run
+    return list(merged.values())
+
+
+def _summarise_files(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    documents, sources = [], []
+    for path in args.from_runs:
+        path = path / "sweep_runs.json" if path.is_dir() else path
+        if not path.is_file():
+            parser.error(f"--from-runs: {path} is not a sweep_runs.json file")
+        document = json.loads(path.read_text())
+        if document.get("partial") or "runs" not in document:
+            parser.error(f"--from-runs: {path} holds an unfinished sweep")
+        documents.append(document)
+        sources.append(str(path))
+    datasets = {document.get("dataset") for document in documents}
+    if len(datasets) > 1:
+        parser.error(f"--from-runs: the files are sweeps of different datasets {sorted(map(str, datasets))}")
+    runs = merge_runs(documents)
+    rows = summarize(runs)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    dataset = datasets.pop()
+    document = {"argv": list(sys.argv[1:]), "dataset": dataset, "sources": sources, "summary": rows, "runs": runs}
+    write_text(args.output_dir / "sweep_runs.json", json.dumps(document, indent=1))
+    table = markdown_table(rows)
+    write_text(args.output_dir / "sweep_table.md", table + "\n")
+    plot(rows, args.output_dir / "sweep.png", f"GraphCL on {dataset}: one setting moved at a time")
+    print(table)
+    print(f"\n{len(runs)} runs from {len(sources)} files; results in {args.output_dir}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sweep_graphcl", description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path("../shared/data/tu"), help="TU root (default: %(default)s)")
@@ -245,8 +285,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first .. first + n - 1 (default: %(default)s)")
     parser.add_argument("--output-dir", type=Path, default=Path("results/graphcl_sweep"))
     parser.add_argument("--quick", action="store_true", help="defaults and uniform, 1 seed, 2 epochs")
+    parser.add_argument("--from-runs", nargs="+", type=Path, default=None, metavar="RUNS_JSON",
+                        help="train nothing: summarise these sweep_runs.json files (or their directories) into one "
+                             "table; a later file's run replaces an earlier run of the same variant and seed")
     add_progress_flag(parser)
     args = parser.parse_args(argv)
+    if args.from_runs:
+        return _summarise_files(parser, args)
     if args.seeds < 1 or args.epochs < 1:
         raise ValueError(f"--seeds and --epochs must be >= 1, got {args.seeds} and {args.epochs}")
     require_extra("graph")

@@ -79,3 +79,29 @@ def test_summary_pairs_every_variant_with_the_uniform_run_of_its_seed():
 
     table = markdown_table(list(rows.values()))
     assert "| defaults | 2 | 84.00 ± 2.00 | 82.0 / 86.0 | -1.00 ± 4.24 | 0.100 | 0.300 | — | — |" in table
+
+
+def test_from_runs_merges_files_and_a_later_run_replaces_an_earlier_one(tmp_path):
+    def run(variant, sampler, seed, accuracy):
+        return {"variant": variant, "accuracy": accuracy, "train_seconds": 1.0,
+                "config": {"sampler": sampler, "seed": seed, "batch_size": 32},
+                "epochs": [{"epoch": 1, "graph_version": 1, "mean_similarity": 0.1, "same_label_share": 0.5}]}
+
+    old = {"dataset": "MUTAG", "runs": [run("uniform", "uniform", 0, 0.80), run("defaults", "batchsampler", 0, 0.70)]}
+    new = {"dataset": "MUTAG", "runs": [run("defaults", "batchsampler", 0, 0.85)]}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "sweep_runs.json").write_text(json.dumps(old))
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    out = tmp_path / "merged"
+    assert main(["--from-runs", str(tmp_path / "old"), str(tmp_path / "new.json"), "--output-dir", str(out)]) == 0
+    document = json.loads((out / "sweep_runs.json").read_text())
+    rows = {row["variant"]: row for row in document["summary"]}
+    assert [r["variant"] for r in document["runs"]] == ["uniform", "defaults"]
+    assert rows["defaults"]["accuracy"] == pytest.approx(85.0)
+    assert rows["defaults"]["paired_difference"] == pytest.approx(5.0)
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "other.json").write_text(json.dumps({"dataset": "PROTEINS", "runs": []}))
+    (tmp_path / "partial.json").write_text(json.dumps({"partial": True, "runs": []}))
+    for bad in ("other.json", "partial.json", "missing.json"):
+        with pytest.raises(SystemExit):
+            main(["--from-runs", str(tmp_path / "new.json"), str(tmp_path / bad), "--output-dir", str(out)])
