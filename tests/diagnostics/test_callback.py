@@ -175,6 +175,7 @@ def test_records_relative_hardness_and_the_graph_setting(clustered):
     assert (record["graph_k"], record["graph_m"]) == (sampler.refresh_stats.k, sampler.refresh_stats.m)
     assert record["target_hardness"] == 0.5
     assert monitor.config()["target_hardness"] == 0.5
+    assert monitor.config()["candidate_walks"] == sampler.candidate_walks > 1
     uniform = UniformBatchSampler(len(embeddings), 32, seed=0)
     plain = SamplerMonitor(uniform, embeddings=embeddings)
     _epoch(plain, uniform)
