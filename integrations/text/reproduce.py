@@ -11,11 +11,16 @@ scores are the reference row. Writes ``simcse_runs.json`` (every run, rewritten 
 
     python examples/reproduce_simcse.py --seeds 3
     batchsampler reproduce text --quick          # the CI smoke run
+    batchsampler reproduce text --head mlp --bank backbone --samplers uniform batchsampler
 
+``--head mlp`` trains with SimCSE's MLP pooler between the encoder and the loss (evaluation
+never uses it); ``--bank`` chooses the rows fed back to the sampler: what the loss sees
+(``projection``, the default), the pooled sentence embeddings before the head (``backbone``;
+the same rows as ``projection`` without a head), both, or ``encoded`` (the slice re-encoded in
+eval mode right before every graph rebuild); see :mod:`batchsampler.integrations.text.train`.
 ``--target-hardness`` is passed to the BatchSampler runs only and ``--replacement`` to every
-sampler; both are recorded in each run's config, and the table and chart keep arms with
-different settings apart. (No ``--bank``: SimCSE here has no projection head, see
-:mod:`batchsampler.integrations.text.train`.)
+sampler. All four are recorded in each run's config, and the table and chart keep arms with
+different settings apart (e.g. ``batchsampler (bank=backbone, head=mlp)``).
 """
 
 from __future__ import annotations
@@ -38,13 +43,13 @@ from ..._io import write_text
 from ...cli._progress import add_progress_flag, progress_wanted
 from ...diagnostics.plots import save_png
 from .. import EXTRAS, require_extra
-from .._arms import add_run_flags, arm_label, check_target_flag
+from .._arms import BANK_SPACES, add_run_flags, arm_label, check_target_flag
 from .data import STSPairs, load_sts_sets, read_sentences, sample_sentences
 from .evaluate import evaluate_sts
-from .model import SentenceEncoder
+from .model import HEADS, SentenceEncoder
 from .train import SimCSEConfig, default_eval_names, train_simcse
 
-__all__ = ["PAPER_SCORES", "main", "markdown_table", "run_grid"]
+__all__ = ["PAPER_SCORES", "main", "markdown_table", "run_grid", "text_arm_label"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +62,17 @@ PAPER_SCORES = {
 }
 """STS-B test Spearman x100 from the authors' README (SimCSE on BERT-base, trained from
 BERT): a different model and budget, shown beside ours for orientation only."""
+
+
+def text_arm_label(config: Mapping) -> str:
+    """:func:`~batchsampler.integrations._arms.arm_label` of a run's config dict plus its head
+    when not ``"none"``, e.g. ``"batchsampler (bank=backbone, head=mlp)"`` or
+    ``"uniform (head=mlp)"``; records written before the setting read as ``head="none"``."""
+    label, head = arm_label(config), config.get("head", "none")
+    if head == "none":
+        return label
+    # arm_label writes "sampler" or "sampler (notes)"; the head joins the notes.
+    return f"{label[:-1]}, head={head})" if label.endswith(")") else f"{label} (head={head})"
 
 
 def run_grid(
@@ -77,8 +93,8 @@ def run_grid(
 
     Runs are ordered loss, seed, sampler, so a grid cut short still compares the samplers on
     the seeds it finished. ``config_overrides`` are :class:`SimCSEConfig` fields shared by
-    every run (e.g. ``replacement``); ``target_hardness`` is set on the ``"batchsampler"`` runs
-    only.
+    every run (e.g. ``bank``, ``head``, ``replacement``); ``target_hardness`` is set on the
+    ``"batchsampler"`` runs only.
 
     With ``checkpoint``, ``header`` plus the runs so far are rewritten to that JSON file after
     every run, so an interrupted grid keeps what it measured. ``progress``: draw bars over the
@@ -101,17 +117,16 @@ def run_grid(
 
 def markdown_table(runs: list[dict], reference: dict[str, float] | None = None) -> str:
     """Mean ± std over seeds of Spearman x100 per STS set, one row per (loss, arm): the sampler
-    with its target hardness and replacement when not the defaults (see
-    :func:`~batchsampler.integrations._arms.arm_label`); the authors' number beside the
-    default arms only."""
+    with its bank space, head, target hardness and replacement when not the defaults (see
+    :func:`text_arm_label`); the authors' number beside the default arms only."""
     names = list(runs[0]["scores"]) if runs else [n for n in reference or {} if n != "dev"]
     head = ["loss", "sampler", "STS-B dev (selection)", *names, "in-batch cos", "best step", "s / run", "paper STS-B"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     if reference:
         cells = [f"{reference[n]:.2f}" if n in reference else "—" for n in ["dev", *names]]
         lines.append("| — | starting model (no training) | " + " | ".join(cells) + " | — | 0 | — | — |")
-    for loss, sampler in dict.fromkeys((r["config"]["loss"], arm_label(r["config"])) for r in runs):
-        group = [r for r in runs if r["config"]["loss"] == loss and arm_label(r["config"]) == sampler]
+    for loss, sampler in dict.fromkeys((r["config"]["loss"], text_arm_label(r["config"])) for r in runs):
+        group = [r for r in runs if r["config"]["loss"] == loss and text_arm_label(r["config"]) == sampler]
         dev = [r["best_dev"] for r in group]
         cells = [f"{np.mean(dev):.2f} ± {np.std(dev):.2f}"]
         for name in names:
@@ -135,7 +150,7 @@ def bar_chart(runs: list[dict], reference: dict[str, float] | None, path: Path) 
     import matplotlib.pyplot as plt
 
     names = list(runs[0]["scores"])
-    groups = list(dict.fromkeys((r["config"]["loss"], arm_label(r["config"])) for r in runs))
+    groups = list(dict.fromkeys((r["config"]["loss"], text_arm_label(r["config"])) for r in runs))
     width = 0.8 / (len(groups) + bool(reference))
     figure, (axis, curves) = plt.subplots(1, 2, figsize=(5 + 1.6 * len(names), 4))
     x = np.arange(len(names))
@@ -144,7 +159,7 @@ def bar_chart(runs: list[dict], reference: dict[str, float] | None, path: Path) 
         axis.bar(x, [reference.get(n, np.nan) for n in names], width, label="starting model", color="0.7")
         shown += [reference[n] for n in names if n in reference]
     for g, (loss, sampler) in enumerate(groups, start=bool(reference)):
-        group = [r for r in runs if (r["config"]["loss"], arm_label(r["config"])) == (loss, sampler)]
+        group = [r for r in runs if (r["config"]["loss"], text_arm_label(r["config"])) == (loss, sampler)]
         values = [[r["scores"][n] for r in group] for n in names]
         axis.bar(x + g * width, [np.mean(v) for v in values], width, yerr=[np.std(v) for v in values],
                  label=f"{loss} / {sampler}", capsize=2)
@@ -188,6 +203,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--m", type=int, default=None, help="candidates per node (default: scaled to N)")
     parser.add_argument("--restart-prob", type=float, default=0.2)
     parser.add_argument("--refresh-every", type=int, default=10, help="graph rebuild period (batches)")
+    parser.add_argument("--head", choices=HEADS, default="none",
+                        help="'mlp': SimCSE's MLP pooler between encoder and loss, in training only (default: %(default)s)")
+    # Not add_run_flags' --bank: its help describes the once-per-epoch "encoded" bank of the
+    # epoch-based pipelines; here the re-encoding follows the step-based graph refresh.
+    parser.add_argument(
+        "--bank", choices=BANK_SPACES, default="projection",
+        help="embeddings fed back to the sampler: what the loss sees (the head's outputs with --head mlp), the "
+             "pooled sentence embeddings before the head (the same rows without a head), both, or 'encoded' (the "
+             "slice re-encoded in eval mode before every graph rebuild) (default: %(default)s)",
+    )
     add_run_flags(parser, features=None)
     parser.add_argument("--max-pairs", type=int, default=None, help="score a seeded subsample of each STS set")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: unchanged)")
@@ -233,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {"model": args.model, "steps": args.steps, "eval_every": args.eval_every, "batch_size": args.batch_size,
                      "max_length": args.max_length, "lr": args.lr, "temperature": args.temperature, "k": args.k, "m": args.m,
                      "restart_prob": args.restart_prob, "refresh_every": args.refresh_every,
-                     "target_hardness": args.target_hardness, "replacement": args.replacement}
+                     "target_hardness": args.target_hardness, "replacement": args.replacement,
+                     "bank": args.bank, "head": args.head}
     header = {
         "argv": list(argv) if argv is not None else sys.argv[1:],
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},

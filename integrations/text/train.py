@@ -8,13 +8,42 @@ The sampler's bank is seeded with the starting model's embeddings of the whole t
 and its first graph is built at step 0 (``warmup_epochs=0``): the starting model (MiniLM) is
 already a good sentence encoder, so a uniform warm-up epoch would only spend the step budget
 on easy batches. From then on every step feeds the batch's (detached) training embeddings back
-with ``sampler.update`` and the graph is rebuilt inline every ``refresh_every`` batches.
+with ``sampler.update`` (in the space ``bank``, below) and the graph is rebuilt inline every
+``refresh_every`` batches.
 
-Unlike the vision and graph integrations there is no ``bank`` setting: the encoder is a
-sentence-transformers model whose own pooling (mean pooling, then L2 normalisation, for
-MiniLM) gives the embeddings the loss trains *and* those evaluated on STS; there is no
-projection head (SimCSE's MLP pooler is not part of these models), so a "projection" and a
-"backbone" bank would be the same rows.
+The encoder is a sentence-transformers model whose own pooling (mean pooling, then L2
+normalisation, for MiniLM) gives the sentence embeddings evaluated on STS. ``head`` chooses
+what the loss sees:
+
+* ``"none"`` (default): those embeddings themselves;
+* ``"mlp"``: SimCSE's training-time MLP pooler (:class:`~.model.MLPHead`, ``Linear(d, d)``
+  then ``tanh``) over them, trained with the encoder and dropped at evaluation, as unsupervised
+  SimCSE does (``--mlp_only_train``). STS evaluation and model selection always use the
+  encoder without the head.
+
+``bank`` chooses the rows fed back to the sampler, as in the vision and graph integrations
+(see :data:`batchsampler.integrations._arms.BANK_SPACES`), with one row per sentence of a step
+in the space of the seed (the two dropout views summed, then L2-normalised, rather than the
+views concatenated as there: the starting model's encoding that seeds the bank has one view):
+
+* ``"projection"`` (default): the rows the loss sees, i.e. the head's outputs with a head;
+* ``"backbone"``: the pooled encoder embeddings (before the head);
+* ``"both"``: the two concatenated, each block scaled by ``1 / sqrt(2)`` (``[B, 2 d]``);
+* ``"encoded"``: no rows from the training steps; right before every scheduled graph rebuild
+  after step 0 (every ``refresh_every`` steps) the whole training slice is re-encoded by the
+  current encoder in eval mode (no dropout, no head) and stored, so each graph is built from an
+  encoding of one model (the step-0 graph from the starting model's, the seed). Samplers
+  without a graph (``"uniform"``) never read the bank, and are not given the re-encodings.
+
+Without a head, ``"projection"`` and ``"backbone"`` are the same rows (and ``"both"`` has the
+same cosine similarities): the settings are accepted and give the same run. With
+``head="none"`` and ``bank="projection"`` a run is the one of the code before these settings,
+bit for bit.
+
+The seed is the starting model's embeddings in the space ``bank``: as given for
+``"backbone"``, ``"encoded"`` and ``"projection"`` without a head; the initial head's outputs on
+them, L2-normalised, for ``"projection"`` with a head; the two spaces concatenated as above for
+``"both"``.
 """
 
 from __future__ import annotations
@@ -26,7 +55,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -34,10 +62,10 @@ from batchsampler import SAMPLERS, scaled_graph_size
 from batchsampler.diagnostics import summarize_epoch
 from batchsampler.losses import get_loss
 
-from .._arms import check_run_options, sampler_extras
+from .._arms import bank_rows, check_run_options, sampler_extras
 from .data import IndexedSentences, STSPairs
 from .evaluate import evaluate_sts
-from .model import SentenceEncoder
+from .model import HEADS, MLPHead, SentenceEncoder
 
 __all__ = ["SimCSEConfig", "default_eval_names", "sampler_options", "train_simcse"]
 
@@ -53,6 +81,12 @@ class SimCSEConfig:
     ``model=None`` is the packaged all-MiniLM-L6-v2. ``replacement`` is passed to every sampler,
     ``target_hardness`` (``None``: not passed) to the ``"batchsampler"`` sampler only, which is
     the only sampler it may be set with.
+
+    ``head`` (one of :data:`~.model.HEADS`, default ``"none"``): ``"mlp"`` puts SimCSE's MLP
+    pooler between the encoder and the loss during training only. ``bank`` (one of
+    :data:`batchsampler.integrations._arms.BANK_SPACES`, default ``"projection"``): the rows fed
+    back to the sampler, see :mod:`batchsampler.integrations.text.train`. The defaults are the
+    runs made before these settings existed.
     """
 
     sampler: str = "batchsampler"
@@ -74,6 +108,8 @@ class SimCSEConfig:
     loss_options: dict = field(default_factory=dict)
     target_hardness: float | None = None
     replacement: bool = False
+    head: str = "none"
+    bank: str = "projection"
 
 
 def sampler_options(config: SimCSEConfig, num_sentences: int) -> dict:
@@ -100,6 +136,8 @@ def _check(config: SimCSEConfig, sentences: Sequence[str], sts_sets: Mapping[str
     if config.sampler not in SAMPLERS:
         raise ValueError(f"config.sampler must be one of {sorted(SAMPLERS)}, got {config.sampler!r}")
     check_run_options(config)
+    if not isinstance(config.head, str) or config.head not in HEADS:
+        raise ValueError(f"config.head must be one of {list(HEADS)}, got {config.head!r}")
     for name in ("steps", "batch_size", "eval_every", "refresh_every", "max_length", "eval_batch_size"):
         if getattr(config, name) < 1:
             raise ValueError(f"config.{name} must be >= 1, got {getattr(config, name)}")
@@ -109,6 +147,17 @@ def _check(config: SimCSEConfig, sentences: Sequence[str], sts_sets: Mapping[str
         raise ValueError(f"config.selection_set must be a loaded STS set ({sorted(sts_sets)}), got {config.selection_set!r}")
     if initial is not None and (np.ndim(initial) != 2 or len(initial) != len(sentences)):
         raise ValueError(f"initial_embeddings must be [{len(sentences)}, d], got shape {np.shape(initial)}")
+
+
+def _seed_rows(bank: str, initial: np.ndarray, head: MLPHead | None) -> np.ndarray:
+    """The bank's rows before training: ``initial`` ``[N, d]`` (the starting model's embeddings)
+    in the space ``bank``; ``[N, d]``, or ``[N, 2 d]`` for ``"both"``."""
+    if bank in ("backbone", "encoded") or (bank == "projection" and head is None):
+        return initial  # as given: the seed of the runs before the bank setting
+    features = torch.as_tensor(np.asarray(initial, dtype=np.float32))
+    with torch.no_grad():
+        projections = features if head is None else head(features.to(head.dense.weight.device)).cpu()
+    return bank_rows(bank, [projections], [features]).numpy()
 
 
 def train_simcse(
@@ -123,15 +172,17 @@ def train_simcse(
     """Train SimCSE for ``config.steps`` steps, select the checkpoint by STS-B dev, score it.
 
     The selection set is scored every ``eval_every`` steps and after the last step (not at
-    step 0: the untrained model is the separate reference row); the best checkpoint is kept
-    in memory and restored before the final scoring.
+    step 0: the untrained model is the separate reference row); the best checkpoint (of the
+    encoder: the head, if any, is not evaluated) is kept in memory and restored before the
+    final scoring.
 
     Args:
         sentences: the ``N`` training sentences.
         sts_sets: loaded STS sets; must contain ``config.selection_set``.
         config: the run.
-        initial_embeddings: ``[N, d]`` starting-model embeddings of ``sentences`` (computed here
-            if ``None``; pass them to share one encoding pass between runs).
+        initial_embeddings: ``[N, d]`` starting-model embeddings of ``sentences``, from
+            :meth:`SentenceEncoder.encode` (computed here if ``None``; pass them to share one
+            encoding pass between runs). They seed the bank (see the module docstring).
         eval_names: sets scored at the end (default :func:`default_eval_names`).
         progress: show a tqdm bar over steps.
 
@@ -142,10 +193,10 @@ def train_simcse(
         "sampler_seconds", "train_seconds", "eval_seconds"}``.
 
     Raises:
-        ValueError: on an unknown sampler or loss, a loss that needs labels, sizes < 1,
-            ``batch_size`` outside ``[2, N]``, a missing selection set, mis-shaped embeddings, or
-            a ``config.target_hardness`` with a sampler other than ``"batchsampler"`` (or not
-            finite).
+        ValueError: on an unknown sampler, loss, ``config.bank`` or ``config.head``, a loss that
+            needs labels, sizes < 1, ``batch_size`` outside ``[2, N]``, a missing selection set,
+            mis-shaped embeddings, or a ``config.target_hardness`` with a sampler other than
+            ``"batchsampler"`` (or not finite). All before the model is loaded.
         TypeError: on a non-bool ``config.replacement`` or a non-real ``config.target_hardness``.
     """
     _check(config, sentences, sts_sets, initial_embeddings)
@@ -162,12 +213,21 @@ def train_simcse(
         eval_seconds += time.perf_counter() - began
 
     num = len(sentences)
+    # Its own generator: the global one (the dropout masks) is the same with and without a head.
+    head = MLPHead(encoder.dimension, seed=config.seed).to(encoder.device) if config.head == "mlp" else None
     sampler = SAMPLERS[config.sampler](num, config.batch_size, **sampler_options(config, num))
-    sampler.update(np.arange(num), initial_embeddings)  # the first scheduled build (step 0) uses these
+    # The first scheduled build (step 0) uses these.
+    sampler.update(np.arange(num), _seed_rows(config.bank, initial_embeddings, head))
+    # "encoded": the slice is re-encoded right before each rebuild. A graph sampler built with
+    # warmup_epochs=0, background=False and refresh_every=r rebuilds inline when batches
+    # 0, r, 2r, ... are drawn, and with num_workers=0 batch s is drawn after step s (no
+    # prefetch); samplers without a graph never read the bank.
+    reencode = config.bank == "encoded" and getattr(sampler, "refresh_every", None) is not None
     # num_workers=0: the batch sampler (and FAISS inside it) must run in the main process.
     loader = DataLoader(IndexedSentences(list(sentences)), batch_sampler=sampler,
                         collate_fn=IndexedSentences.collate, num_workers=0)
-    optimizer = torch.optim.AdamW(encoder.parameters(), lr=config.lr, foreach=True)  # foreach: far faster on CPU
+    parameters = encoder.parameters() if head is None else [*encoder.parameters(), *head.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, foreach=True)  # foreach: far faster on CPU
     # SimCSE's schedule (HF Trainer default): linear decay to zero, no warm-up.
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / config.steps)
 
@@ -182,12 +242,15 @@ def train_simcse(
             encoder.train()
             embeddings = encoder(texts + texts)
             z1, z2 = embeddings[: len(texts)], embeddings[len(texts):]
-            loss = loss_fn(z1, z2)
+            p1, p2 = (z1, z2) if head is None else (head(z1), head(z2))
+            loss = loss_fn(p1, p2)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             schedule.step()
-            sampler.update(indices, F.normalize((z1 + z2).detach(), dim=1))
+            if config.bank != "encoded":
+                # One "view" per space, the sum of the two dropout views: rows of the seed's shape.
+                sampler.update(indices, bank_rows(config.bank, [p1 + p2], [z1 + z2]))
             step += 1
             losses.append(loss.item())
             batches.append(indices)
@@ -203,6 +266,9 @@ def train_simcse(
                     best_state = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
                 eval_seconds += time.perf_counter() - began
                 began = time.perf_counter()
+            if reencode and step % config.refresh_every == 0 and step < config.steps:
+                # Part of this arm's training (train_seconds), as in the vision integration.
+                sampler.update(np.arange(num), encoder.encode(list(sentences), config.eval_batch_size))
             if step == config.steps:
                 break
     bar.close()

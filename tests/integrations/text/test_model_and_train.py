@@ -80,6 +80,10 @@ def test_zero_learning_rate_reproduces_the_starting_model(tiny, encoder):
     ({"loss": "hscl"}, "needs labels"),
     ({"sampler": "uniform", "target_hardness": 0.5}, "config.target_hardness"),
     ({"target_hardness": 1.5}, r"config.target_hardness must be in \[0, 1\]"),
+    ({"bank": "head"}, r"config.bank must be one of \['projection', 'backbone', 'both', 'encoded'\]"),
+    ({"bank": None}, "config.bank must be one of"),
+    ({"head": "linear"}, r"config.head must be one of \['none', 'mlp'\], got 'linear'"),
+    ({"head": None}, "config.head must be one of"),
 ])
 def test_bad_configuration_fails_before_any_work(tiny, bad, match, monkeypatch):
     from batchsampler.integrations.text import train

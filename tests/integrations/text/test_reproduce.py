@@ -34,6 +34,7 @@ def test_target_and_replacement_flags_reach_the_runs_and_label_the_arms(tiny_dat
     runs = json.loads((out / "simcse_runs.json").read_text())["runs"]
     assert [(r["config"]["sampler"], r["config"]["target_hardness"], r["config"]["replacement"]) for r in runs] == \
         [("uniform", None, True), ("batchsampler", 0.5, True)]
+    assert all((r["config"]["bank"], r["config"]["head"]) == ("projection", "none") for r in runs)  # the defaults
     table = (out / "simcse_table.md").read_text()
     assert "| ntxent | uniform (replacement) (n=1) |" in table
     assert "| ntxent | batchsampler (target=0.5, replacement) (n=1) |" in table
@@ -44,5 +45,23 @@ def test_bad_run_flags_stop_before_any_work(tmp_path, capsys):
         main(["reproduce", "text", "--samplers", "uniform", "--target-hardness", "0.5", "--corpus", str(tmp_path)])
     assert stop.value.code == 2 and "--target-hardness is an option of the batchsampler" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:
-        main(["reproduce", "text", "--bank", "backbone", "--corpus", str(tmp_path)])  # no bank space for SimCSE
-    assert stop.value.code == 2 and "unrecognized arguments: --bank" in capsys.readouterr().err
+        main(["reproduce", "text", "--bank", "head", "--corpus", str(tmp_path)])
+    assert stop.value.code == 2 and "argument --bank: invalid choice: 'head'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["reproduce", "text", "--head", "linear", "--corpus", str(tmp_path)])
+    assert stop.value.code == 2 and "argument --head: invalid choice: 'linear'" in capsys.readouterr().err
+
+
+def test_bank_and_head_flags_reach_the_runs_and_label_the_arms(tiny_data, encoder_available, tmp_path):
+    root, _ = tiny_data
+    out = tmp_path / "out"
+    argv = ["reproduce", "text", "--quick", "--corpus", str(root / "corpus.txt.xz"), "--sts-dirs", str(root),
+            "--samplers", "uniform", "batchsampler", "--bank", "backbone", "--head", "mlp", "--output-dir", str(out)]
+    assert main(argv) == 0
+    runs = json.loads((out / "simcse_runs.json").read_text())["runs"]
+    assert [(r["config"]["sampler"], r["config"]["bank"], r["config"]["head"]) for r in runs] == \
+        [("uniform", "backbone", "mlp"), ("batchsampler", "backbone", "mlp")]
+    assert all(len(r["losses"]) == 2 for r in runs)
+    table = (out / "simcse_table.md").read_text()
+    assert "| ntxent | uniform (bank=backbone, head=mlp) (n=1) |" in table
+    assert "| ntxent | batchsampler (bank=backbone, head=mlp) (n=1) |" in table
