@@ -31,7 +31,7 @@ from ._checkpoint import meta_int
 from ._validation import check_int
 from .bank import EmbeddingBank
 from .base import GRAPH_STREAM, BaseBatchSampler, check_bool
-from .distributed import BuildGroup
+from ._build_group import BuildGroup
 from .graph import ProximityGraph, build_neighbor_rows
 
 __all__ = ["GraphBatchSampler", "RefreshStats"]
