@@ -19,7 +19,15 @@ import numpy as np
 from ._validation import check_int, check_probability
 from .collect import walk_batch
 from .graph import ProximityGraph
-from .hardness import HardnessLadder, HardnessScale, _check_inputs, _pair_sums, calibrate, epoch_profile, hardness_scale
+from .hardness import (
+    HardnessLadder,
+    HardnessScale,
+    _check_inputs,
+    _pair_sums,
+    calibrate,
+    epoch_profile,
+    hardness_scale,
+)
 from .walk import WalkStats, _walkers, grow_batches
 
 __all__ = ["DEFAULT_RESEED_CANDIDATES", "HardnessTargetMixin", "check_hardness_settings", "default_candidate_walks"]
