@@ -121,3 +121,30 @@ def test_paired_table_pairs_arms_with_the_uniform_run_of_their_temperature_and_s
     assert rows["batchsampler, t=0.5"]["epochs_on_target"] is None
     assert module["main"]([str(tmp_path / "a"), "--output", str(tmp_path / "t.md")]) == 0
     assert "| batchsampler, t=0.5 | 2 | 62.00 ± 1.00 | 63.0 / 61.0 | +1.00 ± 2.83 (2) |" in (tmp_path / "t.md").read_text()
+
+
+def test_paired_table_reads_simcse_runs_and_pairs_by_head(tmp_path):
+    import json
+
+    module = _load("paired_table.py")
+
+    def run(sampler, seed, test, dev, **settings):
+        config = {"sampler": sampler, "temperature": 0.05, "seed": seed, **settings}
+        return {"config": config, "scores": {"STS-B test": test}, "best_dev": dev,
+                "batch_stats": {"mean_similarity": 0.1}}
+
+    runs = [run("uniform", 0, 82.0, 87.0), run("uniform", 1, 82.4, 87.2), run("uniform", 0, 81.0, 86.0, head="mlp"),
+            run("batchsampler", 0, 82.5, 87.1), run("batchsampler", 1, 82.3, 87.4),
+            run("batchsampler", 0, 81.6, 86.1, head="mlp", bank="backbone")]
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "simcse_runs.json").write_text(json.dumps({"runs": runs}))
+    assert module["main"]([str(tmp_path / "s"), "--output", str(tmp_path / "t.md")]) == 0
+    table = (tmp_path / "t.md").read_text()
+    # +0.5 and -0.1 against the uniform runs of the same seed; the head arm pairs with uniform (head=mlp).
+    assert "| batchsampler, t=0.05 | 2 | 82.40 ± 0.10 | 82.5 / 82.3 | +0.20 ± 0.42 (2) |" in table
+    assert "| batchsampler (bank=backbone, head=mlp), t=0.05 | 1 | 81.60 ± 0.00 | 81.6 | +0.60 (1) |" in table
+    assert "in-batch cosine (starting model)" in table
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "simclr_runs.json").write_text(json.dumps({"runs": []}))
+    with pytest.raises(SystemExit):
+        module["main"]([str(tmp_path / "s"), str(tmp_path / "v")])
