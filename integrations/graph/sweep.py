@@ -240,7 +240,7 @@ def merge_runs(documents: Sequence[dict]) -> list[dict]:
     return list(merged.values())
 
 
-def _summarise_files(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _summarise_files(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
     documents, sources = [], []
     for path in args.from_runs:
         path = path / "sweep_runs.json" if path.is_dir() else path
@@ -255,17 +255,22 @@ def _summarise_files(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     if len(datasets) > 1:
         parser.error(f"--from-runs: the files are sweeps of different datasets {sorted(map(str, datasets))}")
     runs = merge_runs(documents)
-    rows = summarize(runs)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
     dataset = datasets.pop()
-    document = {"argv": list(sys.argv[1:]), "dataset": dataset, "sources": sources, "summary": rows, "runs": runs}
-    write_text(args.output_dir / "sweep_runs.json", json.dumps(document, indent=1))
-    table = markdown_table(rows)
-    write_text(args.output_dir / "sweep_table.md", table + "\n")
-    plot(rows, args.output_dir / "sweep.png", f"GraphCL on {dataset}: one setting moved at a time")
-    print(table)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    _write_results(args.output_dir, {"argv": argv, "dataset": dataset, "sources": sources}, runs,
+                   f"GraphCL on {dataset}: one setting moved at a time")
     print(f"\n{len(runs)} runs from {len(sources)} files; results in {args.output_dir}")
     return 0
+
+
+def _write_results(output_dir: Path, header: dict, runs: list[dict], title: str) -> None:
+    """``sweep_runs.json`` (``header``, the summary and the runs), ``sweep_table.md`` and ``sweep.png``."""
+    rows = summarize(runs)
+    write_text(output_dir / "sweep_runs.json", json.dumps({**header, "summary": rows, "runs": runs}, indent=1))
+    table = markdown_table(rows)
+    write_text(output_dir / "sweep_table.md", table + "\n")
+    plot(rows, output_dir / "sweep.png", title)
+    print(table)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -290,8 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "table; a later file's run replaces an earlier run of the same variant and seed")
     add_progress_flag(parser)
     args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     if args.from_runs:
-        return _summarise_files(parser, args)
+        return _summarise_files(parser, args, argv)
     if args.seeds < 1 or args.epochs < 1:
         raise ValueError(f"--seeds and --epochs must be >= 1, got {args.seeds} and {args.epochs}")
     require_extra("graph")
@@ -313,13 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         epochs=args.epochs, loss=args.loss, batch_size=args.batch_size, bank=args.bank, progress=progress_wanted(args.no_progress),
     )
     wall = time.perf_counter() - start
-    rows = summarize(runs)
-    document = {"argv": list(sys.argv[1:] if argv is None else argv), "dataset": args.dataset, "bank": args.bank,
-                "wall_seconds": wall, "summary": rows, "runs": runs}
-    write_text(args.output_dir / "sweep_runs.json", json.dumps(document, indent=1))
-    table = markdown_table(rows)
-    write_text(args.output_dir / "sweep_table.md", table + "\n")
-    plot(rows, args.output_dir / "sweep.png", f"GraphCL on {args.dataset} ({args.loss}, {args.bank} bank): one setting moved at a time")
-    print(table)
+    header = {"argv": argv, "dataset": args.dataset, "bank": args.bank, "wall_seconds": wall}
+    _write_results(args.output_dir, header, runs,
+                   f"GraphCL on {args.dataset} ({args.loss}, {args.bank} bank): one setting moved at a time")
     print(f"\n{len(runs)} runs in {wall:.0f} s; results in {args.output_dir}")
     return 0
