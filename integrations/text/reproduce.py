@@ -190,7 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="sentence-transformers name or path (default: packaged all-MiniLM-L6-v2)")
     parser.add_argument("--samplers", nargs="+", default=["uniform", "knn", "batchsampler"])
     parser.add_argument("--losses", nargs="+", default=["ntxent"], help="e.g. ntxent dcl hcl")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. n-1 (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds first .. first + n - 1 (default: %(default)s)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="first seed, to add seeds to an earlier run (default: %(default)s)")
     parser.add_argument("--num-sentences", type=int, default=4096, help="corpus slice size N")
     parser.add_argument("--corpus-seed", type=int, default=0, help="seed of the slice (shared by all runs)")
     parser.add_argument("--steps", type=int, default=40, help="optimisation steps per run (SimCSE: 1 epoch of 1M)")
@@ -234,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("seeds", "num_sentences", "steps", "eval_every", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.first_seed < 0:
+        parser.error(f"--first-seed must be >= 0, got {args.first_seed}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
@@ -268,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "reference": reference,
     }
     json_path = args.output_dir / "simcse_runs.json"
-    runs = run_grid(sentences, sts_sets, args.samplers, args.losses, range(args.seeds), initial_embeddings=initial,
+    runs = run_grid(sentences, sts_sets, args.samplers, args.losses, range(args.first_seed, args.first_seed + args.seeds),
+                    initial_embeddings=initial,
                     checkpoint=json_path, header=header, progress=progress_wanted(args.no_progress), **overrides)
     wall = time.perf_counter() - start
     write_text(json_path, json.dumps({**header, "wall_seconds": wall, "runs": runs}, indent=1))

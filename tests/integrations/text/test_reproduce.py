@@ -50,17 +50,22 @@ def test_bad_run_flags_stop_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["reproduce", "text", "--head", "linear", "--corpus", str(tmp_path)])
     assert stop.value.code == 2 and "argument --head: invalid choice: 'linear'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["reproduce", "text", "--first-seed", "-1", "--corpus", str(tmp_path)])
+    assert stop.value.code == 2 and "--first-seed must be >= 0" in capsys.readouterr().err
 
 
 def test_bank_and_head_flags_reach_the_runs_and_label_the_arms(tiny_data, encoder_available, tmp_path):
     root, _ = tiny_data
     out = tmp_path / "out"
     argv = ["reproduce", "text", "--quick", "--corpus", str(root / "corpus.txt.xz"), "--sts-dirs", str(root),
-            "--samplers", "uniform", "batchsampler", "--bank", "backbone", "--head", "mlp", "--output-dir", str(out)]
+            "--samplers", "uniform", "batchsampler", "--bank", "backbone", "--head", "mlp", "--first-seed", "2",
+            "--output-dir", str(out)]
     assert main(argv) == 0
     runs = json.loads((out / "simcse_runs.json").read_text())["runs"]
     assert [(r["config"]["sampler"], r["config"]["bank"], r["config"]["head"]) for r in runs] == \
         [("uniform", "backbone", "mlp"), ("batchsampler", "backbone", "mlp")]
+    assert [r["config"]["seed"] for r in runs] == [2, 2]  # --first-seed: seeds added to an earlier run
     assert all(len(r["losses"]) == 2 for r in runs)
     table = (out / "simcse_table.md").read_text()
     assert "| ntxent | uniform (bank=backbone, head=mlp) (n=1) |" in table
