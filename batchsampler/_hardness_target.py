@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -208,7 +209,10 @@ class HardnessTargetMixin:
         return batches
 
     def _closest_walk(
-        self, walk: Any, used: np.ndarray, streams: list[np.random.SeedSequence]
+        self,
+        walk: Callable[[np.ndarray, np.random.Generator, WalkStats], list[list[int]]],
+        used: np.ndarray,
+        streams: list[np.random.SeedSequence],
     ) -> list[list[int]]:
         """The batches of the candidate walk that brings the epoch closest to ``target_hardness``.
 
@@ -284,8 +288,8 @@ class HardnessTargetMixin:
 
         Returns ``{"epoch", "k", "m", "graph_version", "target_hardness", "relative_hardness",
         "similarity", "by_part", "scale"}`` (``graph_version``: of the graph the epoch started
-        with, 0 for an epoch of uniform batches before the first graph) (``by_part``: per quarter of the epoch), or ``None`` before the
-        first batch or with fewer than two seen rows. Costs one measurement of the references
+        with, 0 for an epoch of uniform batches before the first graph; ``by_part``: per quarter
+        of the epoch), or ``None`` before the first batch or with fewer than two seen rows. Costs one measurement of the references
         (:func:`~batchsampler.hardness.hardness_scale`) plus at most 256 batches' pairs.
         """
         vectors = self._reseed_vectors()

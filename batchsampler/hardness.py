@@ -162,7 +162,9 @@ def mean_pair_similarity(embeddings: Any, batches: Sequence[Sequence[int]] | np.
     return total / pairs if pairs else float("nan")
 
 
-def _pair_sums(embeddings: np.ndarray, batches: Sequence[Sequence[int]] | np.ndarray, valid: np.ndarray | None) -> tuple[float, int]:
+def _pair_sums(
+    embeddings: np.ndarray, batches: Sequence[Sequence[int]] | np.ndarray, valid: np.ndarray | None
+) -> tuple[float, int]:
     """``(sum of cosines, count)`` over the ordered pairs ``i != j`` of each batch (checked inputs):
     ``O(B d)`` per batch, so that sums of several groups of batches can be combined."""
     total, pairs = 0.0, 0
