@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from batchsampler.integrations._arms import arm_label
+from batchsampler.integrations.text.reproduce import text_arm_label
 
 from batchsampler._io import write_text
 
@@ -50,10 +50,8 @@ def _arm(config: dict) -> tuple:
 
 
 def _label(config: dict) -> str:
-    label = arm_label(config)
-    if _head(config) != "none":
-        label = f"{label[:-1]}, head={_head(config)})" if label.endswith(")") else f"{label} (head={_head(config)})"
-    return f"{label}, t={config['temperature']:g}"
+    # text_arm_label is arm_label plus the head (SimCSE's option), and arm_label on other runs.
+    return f"{text_arm_label(config)}, t={config['temperature']:g}"
 
 
 def _metric(run: dict, name: str) -> float | None:
