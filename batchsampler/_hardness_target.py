@@ -31,12 +31,18 @@ from .hardness import (
 )
 from .walk import WalkStats, _walkers, grow_batches
 
-__all__ = ["DEFAULT_RESEED_CANDIDATES", "HardnessTargetMixin", "check_hardness_settings", "default_candidate_walks"]
+__all__ = [
+    "DEFAULT_DRIFT_EPOCHS", "DEFAULT_RESEED_CANDIDATES", "HardnessTargetMixin", "check_hardness_settings",
+    "default_candidate_walks",
+]
 
 logger = logging.getLogger("batchsampler.sampler")
 
 DEFAULT_RESEED_CANDIDATES = 32
 """Candidates of a guided re-seed when ``target_hardness`` is set and ``reseed_candidates`` is not."""
+
+DEFAULT_DRIFT_EPOCHS = 3
+"""Measured epochs whose drift (planned minus measured hardness) the candidate walks correct for."""
 
 # Seed-sequence words of the hardness machinery, apart from the epoch and graph streams.
 _CALIBRATION_STREAM = 3
@@ -58,18 +64,20 @@ def default_candidate_walks(num_batches: int) -> int:
 
 def check_hardness_settings(
     target_hardness: Any, hardness_tolerance: Any, calibration_builds: Any, reseed_candidates: Any, backend: str,
-    candidate_walks: Any = None,
-) -> tuple[float | None, float, int, int, int | None]:
+    candidate_walks: Any = None, drift_epochs: Any = DEFAULT_DRIFT_EPOCHS,
+) -> tuple[float | None, float, int, int, int | None, int]:
     """The checked ``(target_hardness, hardness_tolerance, calibration_builds, reseed_candidates,
-    candidate_walks)``; ``candidate_walks`` stays ``None`` with a target (its default depends on
-    the epoch's length, see :func:`default_candidate_walks`) and is 1 without one.
+    candidate_walks, drift_epochs)``; ``candidate_walks`` stays ``None`` with a target (its
+    default depends on the epoch's length, see :func:`default_candidate_walks`) and is 1 without
+    one.
 
     Raises:
         ValueError: ``target_hardness`` outside ``[0, 1]`` or with a ``backend`` other than
             ``"random"``, ``hardness_tolerance`` outside ``(0, 1]``, ``calibration_builds < 1``,
-            ``reseed_candidates < 0``, ``candidate_walks < 1``, or ``candidate_walks > 1``
-            without a ``target_hardness`` (there is nothing to choose by).
-        TypeError: non-integer ``calibration_builds``, ``reseed_candidates`` or ``candidate_walks``.
+            ``reseed_candidates < 0``, ``candidate_walks < 1``, ``candidate_walks > 1``
+            without a ``target_hardness`` (there is nothing to choose by), or ``drift_epochs < 0``.
+        TypeError: non-integer ``calibration_builds``, ``reseed_candidates``, ``candidate_walks``
+            or ``drift_epochs``.
     """
     if target_hardness is not None:
         target_hardness = check_probability("target_hardness", target_hardness)
@@ -85,13 +93,17 @@ def check_hardness_settings(
     if reseed_candidates is None:
         reseed_candidates = DEFAULT_RESEED_CANDIDATES if target_hardness is not None else 0
     reseed_candidates = check_int("reseed_candidates", reseed_candidates, low=0)
+    drift_epochs = check_int("drift_epochs", drift_epochs, low=0)
     if candidate_walks is None:
-        return target_hardness, float(hardness_tolerance), calibration_builds, reseed_candidates, (
-            None if target_hardness is not None else 1)
-    candidate_walks = check_int("candidate_walks", candidate_walks, low=1)
-    if candidate_walks > 1 and target_hardness is None:
-        raise ValueError(f"candidate_walks > 1 chooses walks by target_hardness, which is None; got {candidate_walks}")
-    return target_hardness, float(hardness_tolerance), calibration_builds, reseed_candidates, candidate_walks
+        candidate_walks = None if target_hardness is not None else 1
+    else:
+        candidate_walks = check_int("candidate_walks", candidate_walks, low=1)
+        if candidate_walks > 1 and target_hardness is None:
+            raise ValueError(
+                f"candidate_walks > 1 chooses walks by target_hardness, which is None; got {candidate_walks}"
+            )
+    return target_hardness, float(hardness_tolerance), calibration_builds, reseed_candidates, candidate_walks, (
+        drift_epochs)
 
 
 class HardnessTargetMixin:
@@ -99,17 +111,25 @@ class HardnessTargetMixin:
 
     def _init_hardness(
         self, target_hardness: float | None, hardness_tolerance: float, calibration_builds: int,
-        reseed_candidates: int, candidate_walks: int | None,
+        reseed_candidates: int, candidate_walks: int | None, drift_epochs: int,
     ) -> None:
         self.target_hardness = target_hardness
         self.hardness_tolerance = hardness_tolerance
         self.calibration_builds = calibration_builds
         self.reseed_candidates = reseed_candidates
         self.candidate_walks = default_candidate_walks(len(self)) if candidate_walks is None else candidate_walks
+        self.drift_epochs = drift_epochs
         self._scale_of_graph: tuple[int, HardnessScale] | None = None
         self.hardness_history: list[dict[str, Any]] = []
         """One record per finished epoch with a ``target_hardness``: the epoch, the graph's
-        ``k`` and ``m``, the measured ``relative_hardness`` (and ``by_part``: per quarter)."""
+        ``k`` and ``m``, the measured ``relative_hardness`` (and ``by_part``: per quarter), the
+        ``planned_hardness`` and the ``aim`` (see :meth:`measure_epoch_hardness`)."""
+        self._hardness_drift: list[float] = []  # planned - measured, of the last drift_epochs epochs
+        self._hardness_aim: float | None = target_hardness
+        self._planned: tuple[int, float] | None = None  # (epoch, its hardness as walked)
+        # (build seed's entropy, aim): the aim when the latest build was requested, so that a
+        # background search aims where the main thread stood then, not when the thread runs.
+        self._aim_of_build: tuple[tuple[int, ...], float] | None = None
         self._hardness_position: float | None = None  # where the next search starts
         self._history_epoch: int | None = None
         self._host_vectors: tuple[int, np.ndarray] | None = None
@@ -121,23 +141,74 @@ class HardnessTargetMixin:
             if record is not None:
                 self.hardness_history.append(record)
                 logger.info(
-                    "epoch %d: relative hardness %.3f (target %.2f), k=%d, m=%d", record["epoch"],
-                    record["relative_hardness"], self.target_hardness, record["k"], record["m"],
+                    "epoch %d: relative hardness %.3f (target %.2f, aim %.3f), k=%d, m=%d", record["epoch"],
+                    record["relative_hardness"], self.target_hardness, record["aim"], record["k"], record["m"],
                 )
+                self._correct_for_drift(record)
         self._history_epoch = epoch
+
+    @property
+    def hardness_aim(self) -> float | None:
+        """What the candidate walks aim at: ``target_hardness`` plus the mean drift (planned
+        minus measured hardness) of the last ``drift_epochs`` measured epochs, clipped to
+        ``[0, 1]``; ``None`` without a target.
+
+        Training on a batch pulls its members apart, so an epoch measured after it was trained
+        on is easier than it was when walked, and by a similar amount from one epoch to the
+        next: aiming above the target by that amount lands the measurement on it.
+        """
+        return self._hardness_aim
+
+    @property
+    def planned_hardness(self) -> float | None:
+        """Relative hardness of the current (or last) epoch's batches as walked: measured when
+        its last batch was produced, on the bank and references the walk used. ``None`` before
+        that, without a target, or for an epoch whose last batch was replayed from a checkpoint."""
+        # _history_epoch is the epoch whose batches _history holds, until the next one starts.
+        if self._planned is None or self._planned[0] != self._history_epoch:
+            return None
+        return self._planned[1]
+
+    def _correct_for_drift(self, record: dict[str, Any]) -> None:
+        planned, measured = record.get("planned_hardness"), record.get("relative_hardness")
+        if self.drift_epochs == 0 or planned is None or measured is None or not math.isfinite(measured):
+            return
+        self._hardness_drift = [*self._hardness_drift, float(planned) - float(measured)][-self.drift_epochs:]
+        self._hardness_aim = float(np.clip(self.target_hardness + np.mean(self._hardness_drift), 0.0, 1.0))
+
+    def _plan_epoch(self, epoch: int, batches: list[list[int]]) -> None:
+        """Record ``batches`` (the whole epoch, as walked) as ``epoch``'s planned hardness."""
+        vectors = self._reseed_vectors()
+        scale = self._graph_scale(vectors)
+        if scale is None:
+            return
+        vectors, seen = _check_inputs(vectors, self.bank.seen)
+        total, pairs = _pair_sums(vectors, batches, seen)
+        value = scale.relative(total / pairs) if pairs else math.nan
+        if math.isfinite(value):
+            self._planned = (epoch, float(value))
 
     @property
     def _shards_background_builds(self) -> bool:
         # A search builds several graphs and keeps one: each rank makes the same search itself.
         return self.target_hardness is None
 
-    def _calibrated_graph(self, embeddings: Any, seen: np.ndarray, seed: np.random.SeedSequence) -> ProximityGraph:
-        """The graph of the setting whose simulated epoch is closest to ``target_hardness``.
+    def _next_build_seed(self) -> np.random.SeedSequence:
+        seed = super()._next_build_seed()
+        if self.target_hardness is not None:
+            self._aim_of_build = (tuple(seed.entropy), self._hardness_aim)
+        return seed
 
-        Runs where the build runs (possibly the background thread): it reads only settings
-        and the search's start, which changes at a graph swap, in the main thread, when no
-        build is pending.
+    def _calibrated_graph(self, embeddings: Any, seen: np.ndarray, seed: np.random.SeedSequence) -> ProximityGraph:
+        """The graph of the setting whose simulated epoch is closest to :attr:`hardness_aim`
+        as it was when the build was requested.
+
+        Runs where the build runs (possibly the background thread): it reads only settings,
+        the aim recorded with the build's seed, and the search's start, which changes at a
+        graph swap, in the main thread, when no build is pending.
         """
+        requested = self._aim_of_build
+        aim = requested[1] if requested is not None and requested[0] == tuple(seed.entropy) else self.target_hardness
         vectors = np.asarray(embeddings.cpu() if hasattr(embeddings, "cpu") else embeddings, dtype=np.float32)
         mask = None if seen.all() else seen
         num_seen = int(seen.sum())
@@ -161,21 +232,21 @@ class HardnessTargetMixin:
             return self._walk_epoch(graph, vectors, restart_prob, rng)
 
         graph, search, scale = calibrate(
-            build, simulate, vectors, self.global_batch_size, ladder, self.target_hardness, self.hardness_tolerance,
+            build, simulate, vectors, self.global_batch_size, ladder, aim, self.hardness_tolerance,
             np.random.default_rng([self.seed, _MEASURE_STREAM, *words]), valid=seen, start=start,
             max_evaluations=self.calibration_builds,
         )
         graph.build_params["hardness"] = {
-            "position": search.position, "relative_hardness": _finite_or_none(search.relative_hardness),
+            "aim": aim, "position": search.position, "relative_hardness": _finite_or_none(search.relative_hardness),
             "evaluations": len(search.tried), "uniform": scale.uniform, "knn": scale.knn,
         }
         if not math.isfinite(search.relative_hardness):
             logger.warning("target_hardness: the bank has no structure to measure hardness on; kept k=%d, m=%d",
                            search.k, search.m)
-        elif abs(search.relative_hardness - self.target_hardness) > self.hardness_tolerance:
+        elif abs(search.relative_hardness - aim) > self.hardness_tolerance:
             logger.warning(
-                "target_hardness %.2f out of reach: the closest setting (k=%d, m=%d) gives %.3f",
-                self.target_hardness, search.k, search.m, search.relative_hardness,
+                "target_hardness %.2f (aim %.3f) out of reach: the closest setting (k=%d, m=%d) gives %.3f",
+                self.target_hardness, aim, search.k, search.m, search.relative_hardness,
             )
         return graph
 
@@ -218,7 +289,8 @@ class HardnessTargetMixin:
 
         ``walk(used, rng, stats)`` grows one candidate from a copy of ``used`` (marking it); the
         epoch so far (``_history``) and the candidate's batches are measured together on the
-        bank, on the references of the graph in use, and the first closest candidate is kept:
+        bank, on the references of the graph in use, and the first candidate closest to
+        :attr:`hardness_aim` is kept:
         its marks go to ``used`` and its counters to ``walk_stats``. ``streams[0]`` is the
         stream of a walk without candidates, so ``candidate_walks=1`` walks exactly as before.
         Choosing for the epoch so far, not for the group alone, lets a late group make up for
@@ -236,7 +308,7 @@ class HardnessTargetMixin:
             batches = walk(trial, np.random.default_rng(stream), stats)
             total, pairs = _pair_sums(vectors, batches, seen)
             value = scale.relative((base_total + total) / (base_pairs + pairs)) if base_pairs + pairs else math.nan
-            distance = abs(value - self.target_hardness) if math.isfinite(value) else math.inf
+            distance = abs(value - self._hardness_aim) if math.isfinite(value) else math.inf
             if best is None or distance < best[0]:
                 best = (distance, batches, trial, stats)
         _, batches, chosen, stats = best
@@ -286,10 +358,13 @@ class HardnessTargetMixin:
     def measure_epoch_hardness(self) -> dict[str, Any] | None:
         """Relative hardness of the batches produced in the current (or last) epoch, on the bank now.
 
-        Returns ``{"epoch", "k", "m", "graph_version", "target_hardness", "relative_hardness",
-        "similarity", "by_part", "scale"}`` (``graph_version``: of the graph the epoch started
-        with, 0 for an epoch of uniform batches before the first graph; ``by_part``: per quarter
-        of the epoch), or ``None`` before the first batch or with fewer than two seen rows. Costs one measurement of the references
+        Returns ``{"epoch", "k", "m", "graph_version", "target_hardness", "aim",
+        "planned_hardness", "relative_hardness", "similarity", "by_part", "scale"}``
+        (``graph_version``: of the graph the epoch started with, 0 for an epoch of uniform
+        batches before the first graph; ``aim``: the :attr:`hardness_aim` the epoch was walked
+        with; ``planned_hardness``: :attr:`planned_hardness`, ``None`` when unknown; ``by_part``:
+        per quarter of the epoch), or ``None`` before the first batch or with fewer than two seen
+        rows. Costs one measurement of the references
         (:func:`~batchsampler.hardness.hardness_scale`) plus at most 256 batches' pairs.
         """
         vectors = self._reseed_vectors()
@@ -302,11 +377,16 @@ class HardnessTargetMixin:
             "epoch": self._history_epoch, "k": self.refresh_stats.k or self.k, "m": self.refresh_stats.m or self.m,
             # The graph the epoch started with (0: none, a uniform warm-up epoch); k and m are
             # those of the graph in use now (a refresh at the epoch's end has already chosen anew).
-            "graph_version": self._epoch_start_version, "target_hardness": self.target_hardness, **profile,
+            "graph_version": self._epoch_start_version, "target_hardness": self.target_hardness,
+            "aim": self._hardness_aim, "planned_hardness": self.planned_hardness, **profile,
         }
 
     def _extra_state(self) -> dict[str, Any]:
-        return {**super()._extra_state(), "hardness_position": self._hardness_position}
+        state = {**super()._extra_state(), "hardness_position": self._hardness_position}
+        if self.target_hardness is not None:  # a sampler without a target keeps its flat state
+            state.update(hardness_drift=list(self._hardness_drift), hardness_aim=self._hardness_aim,
+                         planned_hardness=None if self._planned is None else list(self._planned))
+        return state
 
     def _check_extra_state(self, state: dict[str, Any], where: str) -> dict[str, Any]:
         checked = super()._check_extra_state(state, where)
@@ -317,12 +397,32 @@ class HardnessTargetMixin:
         ):
             raise ValueError(f"{where} field 'hardness_position' must be None or a finite number >= 0, got {position!r}")
         checked["hardness_position"] = None if position is None else float(position)
+        drift = state.get("hardness_drift", [])
+        if not isinstance(drift, list | tuple) or not all(_finite_real(value) for value in drift):
+            raise ValueError(f"{where} field 'hardness_drift' must be a list of finite numbers, got {drift!r}")
+        checked["hardness_drift"] = [float(value) for value in drift][-self.drift_epochs:] if self.drift_epochs else []
+        aim = state.get("hardness_aim", self.target_hardness)
+        if (aim is None) != (self.target_hardness is None) or (aim is not None and not (
+                _finite_real(aim) and 0 <= aim <= 1)):
+            raise ValueError(f"{where} field 'hardness_aim' must be a number in [0, 1] with a target_hardness "
+                             f"and None without one, got {aim!r}")
+        checked["hardness_aim"] = None if aim is None else float(aim)
+        planned = state.get("planned_hardness")
+        if planned is not None and not (
+            isinstance(planned, list | tuple) and len(planned) == 2 and isinstance(planned[0], numbers.Integral)
+            and not isinstance(planned[0], bool) and _finite_real(planned[1])
+        ):
+            raise ValueError(f"{where} field 'planned_hardness' must be None or [epoch, value], got {planned!r}")
+        checked["planned_hardness"] = None if planned is None else (int(planned[0]), float(planned[1]))
         return checked
 
     def _apply_extra_state(self, checked: dict[str, Any], *, trusted: bool) -> None:
         # As the refresh clock: a loaded checkpoint that holds this position keeps its own.
         if trusted or not self._resumes_from_checkpoint(checked["epoch"], checked["position"]):
             self._hardness_position = checked["hardness_position"]
+        self._hardness_drift = checked["hardness_drift"]
+        self._hardness_aim = checked["hardness_aim"]
+        self._planned = checked["planned_hardness"]
         super()._apply_extra_state(checked, trusted=trusted)
 
     def _save_extra(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -340,6 +440,10 @@ class HardnessTargetMixin:
     def _apply_extra(self, checked: dict[str, Any]) -> None:
         super()._apply_extra(checked)
         self.hardness_history = checked["hardness_history"]
+
+
+def _finite_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _finite_or_none(value: float) -> float | None:

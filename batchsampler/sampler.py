@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._hardness_target import HardnessTargetMixin, check_hardness_settings
+from ._hardness_target import DEFAULT_DRIFT_EPOCHS, HardnessTargetMixin, check_hardness_settings
 from ._validation import check_int, check_probability
 from .base import EPOCH_STREAM, check_bool
 from .collect import walk_batch
@@ -118,6 +118,15 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
             ``clip(ceil(256 / len(sampler)), 1, 8)`` with a target (1 from 256 batches per
             epoch on), 1 without one. Deterministic: the same seed, epoch and bank give the
             same choice on every rank and in every iteration.
+        drift_epochs: ``>= 0`` (default 3). Training on a batch pulls its members apart, so an
+            epoch measured at its end is easier than when it was walked. With a target, each
+            epoch's hardness as walked (:attr:`planned_hardness`) is compared with its
+            measurement in :attr:`hardness_history`, and the candidate walks aim at the target
+            plus the mean difference of the last ``drift_epochs`` epochs
+            (:attr:`hardness_aim`, recorded as ``aim``); 0 aims at the target itself. A build
+            aims where the sampler stood when it was requested, so background builds stay
+            deterministic. The gap is measured, not assumed: on a bank that does not move
+            the aim stays at the target, up to measurement noise.
 
     Raises:
         ValueError: ``batch_size`` outside ``[1, N]``, ``k < 1``, ``k >= N``, ``m < k``,
@@ -126,8 +135,8 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
             ``embeddings`` (non-2-D, NaN/inf, row count other than ``N``), ``target_hardness``
             outside ``[0, 1]`` or with another backend than ``"random"``,
             ``hardness_tolerance`` outside ``(0, 1]``, ``calibration_builds < 1``,
-            ``reseed_candidates < 0``, ``candidate_walks < 1``, or ``candidate_walks > 1``
-            without a ``target_hardness``.
+            ``reseed_candidates < 0``, ``candidate_walks < 1``, ``candidate_walks > 1``
+            without a ``target_hardness``, or ``drift_epochs < 0``.
         TypeError: non-integer sizes or non-bool flags.
     """
 
@@ -162,10 +171,12 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
         calibration_builds: int = 6,
         reseed_candidates: int | None = None,
         candidate_walks: int | None = None,
+        drift_epochs: int = DEFAULT_DRIFT_EPOCHS,
     ) -> None:
-        target_hardness, hardness_tolerance, calibration_builds, reseed_candidates, candidate_walks = (
+        target_hardness, hardness_tolerance, calibration_builds, reseed_candidates, candidate_walks, drift_epochs = (
             check_hardness_settings(
-                target_hardness, hardness_tolerance, calibration_builds, reseed_candidates, backend, candidate_walks
+                target_hardness, hardness_tolerance, calibration_builds, reseed_candidates, backend, candidate_walks,
+                drift_epochs,
             )
         )
         super().__init__(
@@ -185,7 +196,9 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
         self.max_fruitless_steps = check_int("max_fruitless_steps", max_fruitless_steps, low=1)
         self.symmetrize = check_bool("symmetrize", symmetrize)
         self.lockstep_batches = check_int("lockstep_batches", lockstep_batches, low=1)
-        self._init_hardness(target_hardness, hardness_tolerance, calibration_builds, reseed_candidates, candidate_walks)
+        self._init_hardness(
+            target_hardness, hardness_tolerance, calibration_builds, reseed_candidates, candidate_walks, drift_epochs
+        )
         self._finish_init()
 
     @classmethod
@@ -222,6 +235,7 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
             "lockstep_batches": self.lockstep_batches, "target_hardness": self.target_hardness,
             "hardness_tolerance": self.hardness_tolerance, "calibration_builds": self.calibration_builds,
             "reseed_candidates": self.reseed_candidates, "candidate_walks": self.candidate_walks,
+            "drift_epochs": self.drift_epochs,
         }
 
     def _on_epoch_start(self, epoch: int, resumed: bool) -> None:
@@ -250,6 +264,12 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
         )
 
     def _next_batch(self, epoch: int, index: int, used: np.ndarray) -> list[int]:
+        batch = self._chosen_batch(epoch, index, used)
+        if self.target_hardness is not None and self.graph is not None and index == len(self) - 1:
+            self._plan_epoch(epoch, [*self._history, batch])
+        return batch
+
+    def _chosen_batch(self, epoch: int, index: int, used: np.ndarray) -> list[int]:
         if not (self.replacement and self.candidate_walks > 1 and self.graph is not None):
             return super()._next_batch(epoch, index, used)
         # Independent batches, chosen one at a time for the epoch so far (see _closest_walk).

@@ -46,7 +46,8 @@ def _head(config: dict) -> str:
 
 def _arm(config: dict) -> tuple:
     return (config["sampler"], config["temperature"], config.get("bank", "projection"),
-            config.get("target_hardness"), bool(config.get("replacement", False)), _head(config))
+            config.get("target_hardness"), bool(config.get("replacement", False)), _head(config),
+            config.get("k"), config.get("m"))
 
 
 def _label(config: dict) -> str:
@@ -99,6 +100,7 @@ def rows(runs: list[dict], metrics: Sequence[str] = ("knn_accuracy", "linear_acc
         later = [e for r in group for e in r.get("epochs", []) if e["epoch"] > 0]
         row["relative_hardness"] = _mean([e.get("relative_hardness") for e in later])
         row["encoded_relative_hardness"] = _mean([e.get("encoded_relative_hardness") for e in later])
+        row["planned_hardness"] = _mean([e.get("planned_hardness") for e in later])
         row["same_label_share"] = _mean([e.get("same_label_share") for e in later])
         row["in_batch_cosine"] = _mean([(r.get("batch_stats") or {}).get("mean_similarity") for r in group])
         target = config.get("target_hardness")
@@ -130,13 +132,14 @@ def markdown(found: list[dict], metrics: Sequence[tuple[str, str]] = KINDS["simc
     (first, first_name), (second, second_name) = metrics
     text = first == "sts_test"
     hardness = ("in-batch cosine (starting model) |" if text else
-                "relative hardness (bank) | epochs within 0.1 of the target | relative hardness (eval encoding) | "
-                "same-label share |")
+                "relative hardness (bank) | as walked | epochs within 0.1 of the target | "
+                "relative hardness (eval encoding) | same-label share |")
     lines = [f"| arm | runs | {first_name} | per seed | paired to uniform | {second_name} | paired to uniform | {hardness}",
-             "|---|---|---|---|---|---|---|" + ("---|" if text else "---|---|---|---|")]
+             "|---|---|---|---|---|---|---|" + ("---|" if text else "---|---|---|---|---|")]
     for row in found:
         cells = (f"{number(row['in_batch_cosine'])} |" if text else
-                 f"{number(row['relative_hardness'])} | {on_target(row['epochs_on_target'])} | "
+                 f"{number(row['relative_hardness'])} | {number(row['planned_hardness'])} | "
+                 f"{on_target(row['epochs_on_target'])} | "
                  f"{number(row['encoded_relative_hardness'])} | {number(row['same_label_share'])} |")
         lines.append(
             f"| {row['arm']} | {row['runs']} | {spread(row[first])} | "

@@ -56,7 +56,7 @@ BANK_SPACES = ("projection", "backbone", "both", "encoded")
 PER_STEP_BANKS = ("projection", "backbone", "both")
 """The bank spaces filled from the training steps (``"encoded"`` is filled once per epoch)."""
 
-DEFAULTS: dict[str, Any] = {"bank": "projection", "target_hardness": None, "replacement": False}
+DEFAULTS: dict[str, Any] = {"bank": "projection", "target_hardness": None, "replacement": False, "k": None, "m": None}
 """The settings of a run that predates them (or leaves them alone)."""
 
 
@@ -178,16 +178,17 @@ def _setting(config: Mapping[str, Any], name: str) -> Any:
 
 
 def arm_key(config: Mapping[str, Any]) -> tuple:
-    """``(sampler, bank, target_hardness, replacement)`` of a run's config dict, the key that
-    tells arms apart (missing settings read as :data:`DEFAULTS`)."""
+    """``(sampler, bank, target_hardness, replacement, k, m)`` of a run's config dict, the key
+    that tells arms apart (missing settings read as :data:`DEFAULTS`; ``k``/``m`` ``None``: scaled
+    to the dataset)."""
     return (config["sampler"], _setting(config, "bank"), _setting(config, "target_hardness"),
-            bool(_setting(config, "replacement")))
+            bool(_setting(config, "replacement")), _setting(config, "k"), _setting(config, "m"))
 
 
 def arm_label(config: Mapping[str, Any]) -> str:
     """The sampler's name plus the settings that differ from :data:`DEFAULTS`, e.g.
-    ``"batchsampler (bank=backbone, target=0.3, replacement)"``; just the name for defaults."""
-    sampler, bank, target, replacement = arm_key(config)
+    ``"batchsampler (bank=backbone, target=0.3, replacement, k=8)"``; just the name for defaults."""
+    sampler, bank, target, replacement, k, m = arm_key(config)
     notes = []
     if bank != DEFAULTS["bank"]:
         notes.append(f"bank={bank}")
@@ -195,6 +196,7 @@ def arm_label(config: Mapping[str, Any]) -> str:
         notes.append(f"target={target:g}")
     if replacement:
         notes.append("replacement")
+    notes += [f"{name}={value}" for name, value in (("k", k), ("m", m)) if value is not None]
     return f"{sampler} ({', '.join(notes)})" if notes else sampler
 
 
@@ -210,7 +212,10 @@ def epoch_hardness(
     ``encoded``, an eval-mode encoding of the whole training set by the model at the end of
     the epoch (a space every arm shares, free of the batch effects of rows written by training
     steps). ``graph_k`` / ``graph_m`` are those of the sampler's graph (``None`` without one):
-    a ``target_hardness`` search changes them.
+    a ``target_hardness`` search changes them. ``planned_hardness`` and ``hardness_aim`` are
+    the sampler's (:attr:`~batchsampler.BatchSampler.planned_hardness`: the epoch as walked, on
+    the bank of its walk; ``None`` without a target): the gap between ``planned_hardness`` and
+    ``relative_hardness`` is what training on the batches changed during the epoch.
     """
     import numpy as np
 
@@ -219,6 +224,8 @@ def epoch_hardness(
         "relative_hardness": None, "relative_by_quarter": None, "encoded_relative_hardness": None,
         "graph_k": None if graph is None else graph.build_params.get("k"),
         "graph_m": None if graph is None else graph.build_params.get("m"),
+        "planned_hardness": getattr(sampler, "planned_hardness", None),
+        "hardness_aim": getattr(sampler, "hardness_aim", None),
     }
     if not batches:
         return fields

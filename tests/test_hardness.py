@@ -410,3 +410,76 @@ def test_target_hardness_in_a_real_loader_with_refreshes_and_a_mid_epoch_resume(
     loader.load_state_dict(state)
     rest = epoch_of(resumed, loader)[0]
     assert head + rest == full[2]
+
+
+# ---------------------------------------------------------------------- drift correction
+
+
+def _drifting_run(digits, drift_epochs, seed, *, push=0.15, epochs=6):
+    """Epochs on a bank that training moves: after each epoch every batch it walked is pulled
+    apart (its members lose part of their mean direction), as a contrastive loss does to the
+    batches it trains on, so each epoch measures easier than it was walked."""
+    unit = digits / np.linalg.norm(digits, axis=1, keepdims=True)
+    sampler = BatchSampler(len(digits), 64, seed=seed, embeddings=digits, target_hardness=0.5,
+                           drift_epochs=drift_epochs)
+    for _ in range(epochs):
+        batches = list(sampler)
+        assert sampler.planned_hardness is not None
+        trained = unit.copy()
+        for batch in batches:
+            trained[batch] = unit[batch] - push * unit[batch].mean(axis=0)
+        sampler.update(np.arange(len(digits)), trained)
+        sampler.refresh()
+    list(iter(sampler))
+    return sampler
+
+
+def test_drift_correction_lands_the_measured_epochs_on_the_target(digits):
+    deviations, drifts = {}, {}
+    for drift_epochs in (0, 3):
+        records = [r for seed in (0, 1) for r in _drifting_run(digits, drift_epochs, seed).hardness_history[2:]]
+        deviations[drift_epochs] = np.array([abs(r["relative_hardness"] - 0.5) for r in records])
+        drifts[drift_epochs] = np.array([r["planned_hardness"] - r["relative_hardness"] for r in records])
+        assert all(r["target_hardness"] == 0.5 for r in records)
+    # Without the correction every epoch is walked at the target and measured well below it.
+    assert drifts[0].mean() > 0.04 and deviations[0].mean() > 0.07, (drifts, deviations)
+    # With it the walk aims above the target by the drift, and the measurement lands on it.
+    assert deviations[3].mean() < 0.4 * deviations[0].mean() and deviations[3].max() <= 0.1, deviations
+
+
+def test_drift_correction_records_and_state(digits):
+    sampler = BatchSampler(len(digits), 64, seed=0, embeddings=digits, target_hardness=0.5)
+    assert sampler.drift_epochs == 3 and sampler.hardness_aim == 0.5 and sampler.planned_hardness is None
+    for _ in range(4):
+        list(sampler)
+    list(iter(sampler))
+    history = sampler.hardness_history
+    assert history[0]["aim"] == 0.5
+    for record in history:
+        # A bank that does not move: the epoch measures as it was walked.
+        assert abs(record["planned_hardness"] - record["relative_hardness"]) <= 0.05, record
+    expected = 0.5 + np.mean([r["planned_hardness"] - r["relative_hardness"] for r in history[-3:]])
+    assert sampler.hardness_aim == pytest.approx(expected)
+    assert history[-1]["aim"] == pytest.approx(
+        0.5 + np.mean([r["planned_hardness"] - r["relative_hardness"] for r in history[-4:-1]]))
+
+    state = sampler.state_dict()
+    restored = BatchSampler(len(digits), 64, seed=0, target_hardness=0.5)
+    restored.load_state_dict(state)
+    assert restored.hardness_aim == sampler.hardness_aim
+    assert restored._hardness_drift == sampler._hardness_drift
+    before = restored.state_dict()
+    for field, value in [("hardness_drift", [math.nan]), ("hardness_aim", 1.5), ("hardness_aim", None),
+                         ("planned_hardness", [1.5, 0.2])]:
+        with pytest.raises(ValueError, match=field):
+            restored.load_state_dict(dict(state, **{field: value}))
+        assert restored.state_dict() == before
+    plain = BatchSampler(len(digits), 64, seed=0, embeddings=digits)
+    list(plain)
+    assert plain.hardness_aim is None and plain.planned_hardness is None
+
+
+@pytest.mark.parametrize(("value", "error"), [(-1, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_bad_drift_epochs_are_rejected(value, error):
+    with pytest.raises(error, match="drift_epochs"):
+        BatchSampler(100, 10, k=5, m=20, target_hardness=0.5, drift_epochs=value)

@@ -131,7 +131,8 @@ def summarize(runs: list[dict]) -> list[dict]:
     Hardness and same-label share are averaged over the epochs whose batches came from a graph
     (``graph_version > 0``; for uniform runs, over the epochs after the first). With a
     ``target_hardness``, ``epochs_on_target`` is the share of those epochs whose relative
-    hardness in the bank lies within 0.1 of the target.
+    hardness in the bank lies within 0.1 of the target, and ``planned_hardness`` the mean of
+    the same epochs as walked (on the bank of their walk, before training on them).
     """
     rows = []
     for label in dict.fromkeys(r["variant"] for r in runs):
@@ -142,6 +143,7 @@ def summarize(runs: list[dict]) -> list[dict]:
         hardness = [e["mean_similarity"] for e in walked if e.get("mean_similarity") is not None]
         relative = [e["relative_hardness"] for e in walked if e.get("relative_hardness") is not None]
         encoded = [e["encoded_relative_hardness"] for e in walked if e.get("encoded_relative_hardness") is not None]
+        planned = [e["planned_hardness"] for e in walked if e.get("planned_hardness") is not None]
         same = [e["same_label_share"] for e in walked if e.get("same_label_share") is not None]
         target = group[0]["config"].get("target_hardness")
         on_target = None
@@ -154,6 +156,7 @@ def summarize(runs: list[dict]) -> list[dict]:
             "per_seed": {int(r["config"].get("seed", 0)): 100 * r["accuracy"] for r in group},
             "hardness": float(np.mean(hardness)) if hardness else None,
             "relative_hardness": float(np.mean(relative)) if relative else None,
+            "planned_hardness": float(np.mean(planned)) if planned else None,
             "encoded_relative_hardness": float(np.mean(encoded)) if encoded else None,
             "same_label_share": float(np.mean(same)) if same else None,
             "train_seconds": float(np.mean([r["train_seconds"] for r in group])),
@@ -187,9 +190,9 @@ def markdown_table(rows: list[dict]) -> str:
 
     lines = [
         "| variant | runs | accuracy % | per seed | paired difference to uniform | in-batch cosine | "
-        "relative hardness (bank) | epochs within 0.1 of the target | relative hardness (eval encoding) | "
+        "relative hardness (bank) | as walked | epochs within 0.1 of the target | relative hardness (eval encoding) | "
         "same-label share | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         paired = "—"
@@ -200,7 +203,7 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(
             f"| {row['variant']} | {row['runs']} | {row['accuracy']:.2f} ± {row['accuracy_std']:.2f} | {seeds} | "
             f"{paired} | {number(row['hardness'])} | {number(row.get('relative_hardness'))} | "
-            f"{number(row.get('epochs_on_target'), 2)} | {number(row.get('encoded_relative_hardness'))} | "
+            f"{number(row.get('planned_hardness'))} | {number(row.get('epochs_on_target'), 2)} | {number(row.get('encoded_relative_hardness'))} | "
             f"{number(row['same_label_share'])} | {row['train_seconds']:.1f} |"
         )
     return "\n".join(lines)

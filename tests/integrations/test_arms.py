@@ -95,14 +95,16 @@ def test_run_options_are_checked_and_reach_only_the_samplers_that_take_them():
 def test_arms_differ_by_their_settings_and_old_records_read_as_defaults():
     old = {"sampler": "batchsampler", "loss": "ntxent"}
     default = {**old, "bank": "projection", "target_hardness": None, "replacement": False}
-    assert arm_key(old) == arm_key(default) == ("batchsampler", "projection", None, False)
+    assert arm_key(old) == arm_key(default) == ("batchsampler", "projection", None, False, None, None)
     assert arm_label(old) == arm_label(default) == "batchsampler"
     assert arm_label({**default, "bank": "backbone"}) == "batchsampler (bank=backbone)"
     assert arm_label({**default, "bank": "both", "target_hardness": 0.3, "replacement": True}) == \
         "batchsampler (bank=both, target=0.3, replacement)"
     labels = {arm_label({**default, **change}) for change in
-              ({}, {"bank": "backbone"}, {"target_hardness": 0.1}, {"target_hardness": 0.2}, {"replacement": True})}
-    assert len(labels) == 5
+              ({}, {"bank": "backbone"}, {"target_hardness": 0.1}, {"target_hardness": 0.2}, {"replacement": True},
+               {"k": 8}, {"k": 8, "m": 64})}
+    assert len(labels) == 7
+    assert arm_label({**default, "k": 8}) == "batchsampler (k=8)"
 
 
 def test_epoch_hardness_puts_batches_on_the_relative_scale():
@@ -122,3 +124,9 @@ def test_epoch_hardness_puts_batches_on_the_relative_scale():
     assert len(fields["relative_by_quarter"]) == 4
     assert epoch_hardness(walked, [], bank)["relative_hardness"] is None
     assert epoch_hardness(walked, list(walked), None)["relative_hardness"] is None
+    assert fields["planned_hardness"] is None and fields["hardness_aim"] is None  # no target
+    held = BatchSampler(240, 20, k=10, m=239, seed=0, embeddings=bank, target_hardness=0.5)
+    fields = epoch_hardness(held, list(held), bank)
+    assert fields["hardness_aim"] == 0.5
+    # Measured on the bank the walk used, the epoch is as planned.
+    assert fields["planned_hardness"] == pytest.approx(fields["relative_hardness"], abs=0.05)

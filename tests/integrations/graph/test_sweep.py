@@ -60,7 +60,7 @@ def test_summary_pairs_every_variant_with_the_uniform_run_of_its_seed():
         return {"variant": variant, "accuracy": accuracy, "train_seconds": 1.0,
                 "config": {"sampler": sampler, "seed": seed, "batch_size": 32},
                 "epochs": [{"epoch": 1, "graph_version": 1, "mean_similarity": 0.1, "same_label_share": 0.5,
-                            "relative_hardness": relative}]}
+                            "relative_hardness": relative, "planned_hardness": relative and relative + 0.1}]}
 
     runs = [run("uniform", "uniform", 0, 0.80), run("uniform", "uniform", 1, 0.90),
             run("defaults", "batchsampler", 0, 0.82, 0.4), run("defaults", "batchsampler", 1, 0.86, 0.2),
@@ -75,10 +75,11 @@ def test_summary_pairs_every_variant_with_the_uniform_run_of_its_seed():
     assert rows["target=0.5"]["paired_difference"] is None and rows["target=0.5"]["paired_seeds"] == 0
     assert rows["uniform"]["paired_difference"] == pytest.approx(0.0)
     assert rows["target=0.5"]["epochs_on_target"] == pytest.approx(0.5) and rows["defaults"]["epochs_on_target"] is None
+    assert rows["target=0.5"]["planned_hardness"] == pytest.approx(0.675) and rows["uniform"]["planned_hardness"] is None
     from batchsampler.integrations.graph.sweep import markdown_table
 
     table = markdown_table(list(rows.values()))
-    assert "| defaults | 2 | 84.00 ± 2.00 | 82.0 / 86.0 | -1.00 ± 4.24 | 0.100 | 0.300 | — | — |" in table
+    assert "| defaults | 2 | 84.00 ± 2.00 | 82.0 / 86.0 | -1.00 ± 4.24 | 0.100 | 0.300 | 0.400 | — | — |" in table
 
 
 def test_from_runs_merges_files_and_a_later_run_replaces_an_earlier_one(tmp_path):
