@@ -118,7 +118,7 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
             ``clip(ceil(256 / len(sampler)), 1, 8)`` with a target (1 from 256 batches per
             epoch on), 1 without one. Deterministic: the same seed, epoch and bank give the
             same choice on every rank and in every iteration.
-        drift_epochs: ``>= 0`` (default 3). Training on a batch pulls its members apart, so an
+        drift_epochs: ``>= 0`` (default 0: off). Training on a batch pulls its members apart, so an
             epoch measured at its end is easier than when it was walked. With a target, each
             epoch's hardness as walked (:attr:`planned_hardness`) is compared with its
             measurement in :attr:`hardness_history`, and the candidate walks aim at the target
@@ -126,7 +126,9 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
             (:attr:`hardness_aim`, recorded as ``aim``); 0 aims at the target itself. A build
             aims where the sampler stood when it was requested, so background builds stay
             deterministic. The gap is measured, not assumed: on a bank that does not move
-            the aim stays at the target, up to measurement noise.
+            the aim stays at the target, up to measurement noise. Off by default: on GraphCL/MUTAG
+            and SimCLR the gap is mostly noise plus one large first walked epoch, and aiming
+            for the last 3 epochs' gap widened the spread of the measured epochs.
 
     Raises:
         ValueError: ``batch_size`` outside ``[1, N]``, ``k < 1``, ``k >= N``, ``m < k``,

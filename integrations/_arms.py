@@ -56,7 +56,9 @@ BANK_SPACES = ("projection", "backbone", "both", "encoded")
 PER_STEP_BANKS = ("projection", "backbone", "both")
 """The bank spaces filled from the training steps (``"encoded"`` is filled once per epoch)."""
 
-DEFAULTS: dict[str, Any] = {"bank": "projection", "target_hardness": None, "replacement": False, "k": None, "m": None}
+DEFAULTS: dict[str, Any] = {
+    "bank": "projection", "target_hardness": None, "replacement": False, "k": None, "m": None, "drift_epochs": 0,
+}
 """The settings of a run that predates them (or leaves them alone)."""
 
 
@@ -72,7 +74,8 @@ def check_bank(bank: Any, name: str = "bank") -> str:
 
 
 def check_run_options(config: Any) -> None:
-    """Check a run config's ``bank``, ``replacement`` and ``target_hardness`` fields (those it has).
+    """Check a run config's ``bank``, ``replacement``, ``target_hardness`` and ``drift_epochs``
+    fields (those it has).
 
     ``target_hardness`` is an option of the ``"batchsampler"`` sampler only: set with another
     sampler it would be silently meaningless, so it is refused.
@@ -80,10 +83,16 @@ def check_run_options(config: Any) -> None:
     Raises:
         ValueError: on an unknown ``bank``, a ``target_hardness`` outside ``[0, 1]``, or a
             ``target_hardness`` with ``config.sampler`` other than ``"batchsampler"``.
-        TypeError: on a non-bool ``replacement`` or a non-real ``target_hardness``.
+        TypeError: on a non-bool ``replacement``, a non-real ``target_hardness`` or a non-int
+            ``drift_epochs``; ``ValueError`` too on ``drift_epochs < 0``.
     """
     if hasattr(config, "bank"):
         check_bank(config.bank, "config.bank")
+    drift = getattr(config, "drift_epochs", 0)
+    if isinstance(drift, bool) or not isinstance(drift, numbers.Integral):
+        raise TypeError(f"config.drift_epochs must be an int, got {type(drift).__name__}")
+    if drift < 0:
+        raise ValueError(f"config.drift_epochs must be >= 0, got {drift}")
     if not isinstance(config.replacement, bool):
         raise TypeError(f"config.replacement must be a bool, got {type(config.replacement).__name__}")
     target = config.target_hardness
@@ -113,12 +122,17 @@ def add_run_flags(parser: Any, *, features: str | None) -> None:
                              "other samplers do not take it)")
     parser.add_argument("--replacement", action="store_true",
                         help="independent batches (replacement=True) for every sampler")
+    parser.add_argument("--drift-epochs", type=int, default=0, metavar="N",
+                        help="with --target-hardness: aim above the target by the mean gap between the last N "
+                             "epochs as walked and as measured after them (default: 0, off)")
 
 
 def check_target_flag(parser: Any, args: Any) -> None:
     """Command lines: stop with ``parser.error`` when ``--target-hardness`` is outside ``[0, 1]``
     or no run of ``--samplers`` would take it (it goes to the ``batchsampler`` runs only)."""
     target = args.target_hardness
+    if getattr(args, "drift_epochs", 0) < 0:
+        parser.error(f"--drift-epochs must be >= 0, got {args.drift_epochs}")
     if target is None:
         return
     if not 0.0 <= target <= 1.0:
@@ -128,14 +142,16 @@ def check_target_flag(parser: Any, args: Any) -> None:
 
 
 def sampler_extras(config: Any) -> dict[str, Any]:
-    """The constructor keywords of ``replacement`` and ``target_hardness`` for ``config``.
+    """The constructor keywords of ``replacement``, ``target_hardness`` and ``drift_epochs`` for ``config``.
 
-    ``replacement`` always (every sampler takes it); ``target_hardness`` only when it is set
-    (and so, after :func:`check_run_options`, only for the ``"batchsampler"`` sampler).
+    ``replacement`` always (every sampler takes it); ``target_hardness`` and ``drift_epochs``
+    only when a target is set (and so, after :func:`check_run_options`, only for the
+    ``"batchsampler"`` sampler).
     """
     extras: dict[str, Any] = {"replacement": config.replacement}
     if config.target_hardness is not None:
         extras["target_hardness"] = float(config.target_hardness)
+        extras["drift_epochs"] = int(getattr(config, "drift_epochs", 0))
     return extras
 
 
@@ -178,17 +194,18 @@ def _setting(config: Mapping[str, Any], name: str) -> Any:
 
 
 def arm_key(config: Mapping[str, Any]) -> tuple:
-    """``(sampler, bank, target_hardness, replacement, k, m)`` of a run's config dict, the key
-    that tells arms apart (missing settings read as :data:`DEFAULTS`; ``k``/``m`` ``None``: scaled
-    to the dataset)."""
+    """``(sampler, bank, target_hardness, replacement, k, m, drift_epochs)`` of a run's config
+    dict, the key that tells arms apart (missing settings read as :data:`DEFAULTS`; ``k``/``m``
+    ``None``: scaled to the dataset)."""
     return (config["sampler"], _setting(config, "bank"), _setting(config, "target_hardness"),
-            bool(_setting(config, "replacement")), _setting(config, "k"), _setting(config, "m"))
+            bool(_setting(config, "replacement")), _setting(config, "k"), _setting(config, "m"),
+            int(_setting(config, "drift_epochs")))
 
 
 def arm_label(config: Mapping[str, Any]) -> str:
     """The sampler's name plus the settings that differ from :data:`DEFAULTS`, e.g.
     ``"batchsampler (bank=backbone, target=0.3, replacement, k=8)"``; just the name for defaults."""
-    sampler, bank, target, replacement, k, m = arm_key(config)
+    sampler, bank, target, replacement, k, m, drift = arm_key(config)
     notes = []
     if bank != DEFAULTS["bank"]:
         notes.append(f"bank={bank}")
@@ -197,6 +214,8 @@ def arm_label(config: Mapping[str, Any]) -> str:
     if replacement:
         notes.append("replacement")
     notes += [f"{name}={value}" for name, value in (("k", k), ("m", m)) if value is not None]
+    if drift:
+        notes.append(f"drift={drift}")
     return f"{sampler} ({', '.join(notes)})" if notes else sampler
 
 

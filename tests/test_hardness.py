@@ -448,8 +448,9 @@ def test_drift_correction_lands_the_measured_epochs_on_the_target(digits):
 
 
 def test_drift_correction_records_and_state(digits):
-    sampler = BatchSampler(len(digits), 64, seed=0, embeddings=digits, target_hardness=0.5)
-    assert sampler.drift_epochs == 3 and sampler.hardness_aim == 0.5 and sampler.planned_hardness is None
+    assert BatchSampler(len(digits), 64, seed=0, target_hardness=0.5).drift_epochs == 0  # off by default
+    sampler = BatchSampler(len(digits), 64, seed=0, embeddings=digits, target_hardness=0.5, drift_epochs=3)
+    assert sampler.hardness_aim == 0.5 and sampler.planned_hardness is None
     for _ in range(4):
         list(sampler)
     list(iter(sampler))
@@ -464,7 +465,7 @@ def test_drift_correction_records_and_state(digits):
         0.5 + np.mean([r["planned_hardness"] - r["relative_hardness"] for r in history[-4:-1]]))
 
     state = sampler.state_dict()
-    restored = BatchSampler(len(digits), 64, seed=0, target_hardness=0.5)
+    restored = BatchSampler(len(digits), 64, seed=0, target_hardness=0.5, drift_epochs=3)
     restored.load_state_dict(state)
     assert restored.hardness_aim == sampler.hardness_aim
     assert restored._hardness_drift == sampler._hardness_drift

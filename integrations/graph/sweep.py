@@ -291,6 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the factors of issue 15 (epochs, bank, k against B, target_hardness) instead of the "
                              "one-setting sweep; pair it with --batch-size")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first .. first + n - 1 (default: %(default)s)")
+    parser.add_argument("--drift-epochs", type=int, default=0, metavar="N",
+                        help="the target variants aim above their target by the mean gap between the last N epochs "
+                             "as walked and as measured after them; their labels gain ', drift=N' (default: 0, off)")
     parser.add_argument("--output-dir", type=Path, default=Path("results/graphcl_sweep"))
     parser.add_argument("--quick", action="store_true", help="defaults and uniform, 1 seed, 2 epochs")
     parser.add_argument("--from-runs", nargs="+", type=Path, default=None, metavar="RUNS_JSON",
@@ -301,8 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if args.from_runs:
         return _summarise_files(parser, args, argv)
-    if args.seeds < 1 or args.epochs < 1:
-        raise ValueError(f"--seeds and --epochs must be >= 1, got {args.seeds} and {args.epochs}")
+    if args.seeds < 1 or args.epochs < 1 or args.drift_epochs < 0:
+        raise ValueError(f"--seeds and --epochs must be >= 1 and --drift-epochs >= 0, got {args.seeds}, "
+                         f"{args.epochs} and {args.drift_epochs}")
     require_extra("graph")
     from .data import load_tu_dataset
 
@@ -315,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             raise ValueError(f"--only: unknown variants {sorted(unknown)}; known: {[label for label, _ in chosen]}")
         chosen = [(label, overrides) for label, overrides in chosen if label in args.only]
+    if args.drift_epochs:
+        chosen = [(f"{label}, drift={args.drift_epochs}", {**overrides, "drift_epochs": args.drift_epochs})
+                  if "target_hardness" in overrides else (label, overrides) for label, overrides in chosen]
     args.output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     runs = run_sweep(

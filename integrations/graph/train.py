@@ -63,6 +63,7 @@ class GraphCLConfig:
     bank: str = "projection"
     target_hardness: float | None = None
     replacement: bool = False
+    drift_epochs: int = 0
 
 
 def sampler_options(config: GraphCLConfig, num_graphs: int) -> dict:

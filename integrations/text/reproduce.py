@@ -263,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "max_length": args.max_length, "lr": args.lr, "temperature": args.temperature, "k": args.k, "m": args.m,
                      "restart_prob": args.restart_prob, "refresh_every": args.refresh_every,
                      "target_hardness": args.target_hardness, "replacement": args.replacement,
+                     "drift_epochs": args.drift_epochs,
                      "bank": args.bank, "head": args.head}
     header = {
         "argv": list(argv) if argv is not None else sys.argv[1:],

@@ -108,6 +108,7 @@ class SimCSEConfig:
     loss_options: dict = field(default_factory=dict)
     target_hardness: float | None = None
     replacement: bool = False
+    drift_epochs: int = 0
     head: str = "none"
     bank: str = "projection"
 

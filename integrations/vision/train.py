@@ -71,6 +71,7 @@ class SimCLRConfig:
     bank: str = "projection"
     target_hardness: float | None = None
     replacement: bool = False
+    drift_epochs: int = 0
 
 
 def sampler_options(config: SimCLRConfig, num_images: int) -> dict:

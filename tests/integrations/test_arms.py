@@ -76,7 +76,14 @@ def _config(**settings):
 def test_run_options_are_checked_and_reach_only_the_samplers_that_take_them():
     check_run_options(_config(target_hardness=0.3, replacement=True, bank="both"))
     assert sampler_extras(_config()) == {"replacement": False}
-    assert sampler_extras(_config(target_hardness=0.25, replacement=True)) == {"replacement": True, "target_hardness": 0.25}
+    assert sampler_extras(_config(target_hardness=0.25, replacement=True)) == {
+        "replacement": True, "target_hardness": 0.25, "drift_epochs": 0}
+    assert sampler_extras(_config(target_hardness=0.25, drift_epochs=3))["drift_epochs"] == 3
+    assert "drift_epochs" not in sampler_extras(_config(drift_epochs=3))  # no target, nothing to correct
+    with pytest.raises(ValueError, match="config.drift_epochs"):
+        check_run_options(_config(drift_epochs=-1))
+    with pytest.raises(TypeError, match="config.drift_epochs"):
+        check_run_options(_config(drift_epochs=1.0))
     with pytest.raises(ValueError, match="config.bank"):
         check_run_options(_config(bank="head"))
     with pytest.raises(ValueError, match="config.target_hardness.*'batchsampler' sampler only"):
@@ -95,15 +102,16 @@ def test_run_options_are_checked_and_reach_only_the_samplers_that_take_them():
 def test_arms_differ_by_their_settings_and_old_records_read_as_defaults():
     old = {"sampler": "batchsampler", "loss": "ntxent"}
     default = {**old, "bank": "projection", "target_hardness": None, "replacement": False}
-    assert arm_key(old) == arm_key(default) == ("batchsampler", "projection", None, False, None, None)
+    assert arm_key(old) == arm_key(default) == ("batchsampler", "projection", None, False, None, None, 0)
     assert arm_label(old) == arm_label(default) == "batchsampler"
     assert arm_label({**default, "bank": "backbone"}) == "batchsampler (bank=backbone)"
     assert arm_label({**default, "bank": "both", "target_hardness": 0.3, "replacement": True}) == \
         "batchsampler (bank=both, target=0.3, replacement)"
     labels = {arm_label({**default, **change}) for change in
               ({}, {"bank": "backbone"}, {"target_hardness": 0.1}, {"target_hardness": 0.2}, {"replacement": True},
-               {"k": 8}, {"k": 8, "m": 64})}
-    assert len(labels) == 7
+               {"k": 8}, {"k": 8, "m": 64}, {"target_hardness": 0.1, "drift_epochs": 3})}
+    assert len(labels) == 8
+    assert arm_label({**default, "target_hardness": 0.5, "drift_epochs": 3}) == "batchsampler (target=0.5, drift=3)"
     assert arm_label({**default, "k": 8}) == "batchsampler (k=8)"
 
 
