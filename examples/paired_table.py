@@ -105,9 +105,10 @@ def rows(runs: list[dict], metrics: Sequence[str] = ("knn_accuracy", "linear_acc
         row["in_batch_cosine"] = _mean([(r.get("batch_stats") or {}).get("mean_similarity") for r in group])
         target = config.get("target_hardness")
         measured = [e["relative_hardness"] for e in later if e.get("relative_hardness") is not None]
-        row["epochs_on_target"] = (
-            (sum(abs(value - target) <= 0.1 for value in measured), len(measured))
-            if target is not None and measured else None
+        walked = [e["planned_hardness"] for e in later if e.get("planned_hardness") is not None]
+        row["epochs_on_target"], row["walked_on_target"] = (
+            (sum(abs(value - target) <= 0.1 for value in values), len(values))
+            if target is not None and values else None for values in (measured, walked)
         )
         found.append(row)
     return found
@@ -123,8 +124,9 @@ def markdown(found: list[dict], metrics: Sequence[tuple[str, str]] = KINDS["simc
         mean, std, count = value
         return f"{mean:+.2f}" + ("" if std is None else f" ± {std:.2f}") + f" ({count})"
 
-    def on_target(value):
-        return "—" if value is None else f"{value[0]}/{value[1]}"
+    def on_target(value, walked=None):
+        cell = "—" if value is None else f"{value[0]}/{value[1]}"
+        return cell if walked is None else f"{cell} (as walked {walked[0]}/{walked[1]})"
 
     def spread(value):
         return "—" if value is None else f"{value[0]:.2f} ± {value[1]:.2f}"
@@ -139,7 +141,7 @@ def markdown(found: list[dict], metrics: Sequence[tuple[str, str]] = KINDS["simc
     for row in found:
         cells = (f"{number(row['in_batch_cosine'])} |" if text else
                  f"{number(row['relative_hardness'])} | {number(row['planned_hardness'])} | "
-                 f"{on_target(row['epochs_on_target'])} | "
+                 f"{on_target(row['epochs_on_target'], row.get('walked_on_target'))} | "
                  f"{number(row['encoded_relative_hardness'])} | {number(row['same_label_share'])} |")
         lines.append(
             f"| {row['arm']} | {row['runs']} | {spread(row[first])} | "

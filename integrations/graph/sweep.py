@@ -131,8 +131,9 @@ def summarize(runs: list[dict]) -> list[dict]:
     Hardness and same-label share are averaged over the epochs whose batches came from a graph
     (``graph_version > 0``; for uniform runs, over the epochs after the first). With a
     ``target_hardness``, ``epochs_on_target`` is the share of those epochs whose relative
-    hardness in the bank lies within 0.1 of the target, and ``planned_hardness`` the mean of
-    the same epochs as walked (on the bank of their walk, before training on them).
+    hardness in the bank lies within 0.1 of the target, ``planned_hardness`` the mean of the
+    same epochs as walked (on the bank of their walk, before training on them) and
+    ``walked_on_target`` the share of them within 0.1 of the target as walked.
     """
     rows = []
     for label in dict.fromkeys(r["variant"] for r in runs):
@@ -146,12 +147,14 @@ def summarize(runs: list[dict]) -> list[dict]:
         planned = [e["planned_hardness"] for e in walked if e.get("planned_hardness") is not None]
         same = [e["same_label_share"] for e in walked if e.get("same_label_share") is not None]
         target = group[0]["config"].get("target_hardness")
-        on_target = None
+        on_target = walked_on_target = None
         if target is not None and relative:
             on_target = float(np.mean(np.abs(np.asarray(relative) - target) <= 0.1))
+        if target is not None and planned:
+            walked_on_target = float(np.mean(np.abs(np.asarray(planned) - target) <= 0.1))
         rows.append({
             "variant": label, "runs": len(group), "accuracy": float(np.mean(accuracy)),
-            "epochs_on_target": on_target,
+            "epochs_on_target": on_target, "walked_on_target": walked_on_target,
             "accuracy_std": float(np.std(accuracy)),
             "per_seed": {int(r["config"].get("seed", 0)): 100 * r["accuracy"] for r in group},
             "hardness": float(np.mean(hardness)) if hardness else None,
@@ -203,10 +206,16 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(
             f"| {row['variant']} | {row['runs']} | {row['accuracy']:.2f} ± {row['accuracy_std']:.2f} | {seeds} | "
             f"{paired} | {number(row['hardness'])} | {number(row.get('relative_hardness'))} | "
-            f"{number(row.get('planned_hardness'))} | {number(row.get('epochs_on_target'), 2)} | {number(row.get('encoded_relative_hardness'))} | "
+            f"{number(row.get('planned_hardness'))} | {_on_target(row, number)} | {number(row.get('encoded_relative_hardness'))} | "
             f"{number(row['same_label_share'])} | {row['train_seconds']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def _on_target(row: dict, number) -> str:
+    cell = number(row.get("epochs_on_target"), 2)
+    walked = row.get("walked_on_target")
+    return cell if walked is None else f"{cell} (as walked {walked:.2f})"
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:

@@ -99,7 +99,7 @@ def test_paired_table_pairs_arms_with_the_uniform_run_of_their_temperature_and_s
     def run(sampler, temperature, seed, knn, **settings):
         config = {"sampler": sampler, "temperature": temperature, "seed": seed, **settings}
         epochs = [{"epoch": e, "relative_hardness": 0.1 * e, "encoded_relative_hardness": 0.2, "same_label_share": 0.1,
-                   "planned_hardness": 0.1 * e + 0.05} for e in range(3)]
+                   "planned_hardness": 0.1 * e + 0.04} for e in range(3)]
         return {"config": config, "knn_accuracy": knn, "linear_accuracy": None, "epochs": epochs}
 
     runs = [run("uniform", 0.5, 0, 0.60), run("uniform", 0.5, 1, 0.62), run("uniform", 0.1, 0, 0.70),
@@ -117,9 +117,10 @@ def test_paired_table_pairs_arms_with_the_uniform_run_of_their_temperature_and_s
     assert rows["batchsampler, t=0.1"]["knn_accuracy_paired"][0] == pytest.approx(-1.0)
     assert rows["batchsampler (bank=encoded), t=0.5"]["knn_accuracy_paired"][2] == 1
     assert rows["batchsampler, t=0.5"]["relative_hardness"] == pytest.approx(0.15)  # epochs after the first
-    assert rows["batchsampler, t=0.5"]["planned_hardness"] == pytest.approx(0.2)
+    assert rows["batchsampler, t=0.5"]["planned_hardness"] == pytest.approx(0.19)
     # Epochs 1 and 2 measure 0.1 and 0.2: one within 0.1 of 0.05; no target, no count.
     assert rows["batchsampler (target=0.05), t=0.5"]["epochs_on_target"] == (1, 2)
+    assert rows["batchsampler (target=0.05), t=0.5"]["walked_on_target"] == (1, 2)  # 0.14 and 0.24
     assert rows["batchsampler, t=0.5"]["epochs_on_target"] is None
     assert module["main"]([str(tmp_path / "a"), "--output", str(tmp_path / "t.md")]) == 0
     assert "| batchsampler, t=0.5 | 2 | 62.00 ± 1.00 | 63.0 / 61.0 | +1.00 ± 2.83 (2) |" in (tmp_path / "t.md").read_text()

@@ -76,10 +76,12 @@ def test_summary_pairs_every_variant_with_the_uniform_run_of_its_seed():
     assert rows["uniform"]["paired_difference"] == pytest.approx(0.0)
     assert rows["target=0.5"]["epochs_on_target"] == pytest.approx(0.5) and rows["defaults"]["epochs_on_target"] is None
     assert rows["target=0.5"]["planned_hardness"] == pytest.approx(0.675) and rows["uniform"]["planned_hardness"] is None
+    assert rows["target=0.5"]["walked_on_target"] == pytest.approx(0.5)  # 0.6 within 0.1 of 0.5, 0.75 not
     from batchsampler.integrations.graph.sweep import markdown_table
 
     table = markdown_table(list(rows.values()))
     assert "| defaults | 2 | 84.00 ± 2.00 | 82.0 / 86.0 | -1.00 ± 4.24 | 0.100 | 0.300 | 0.400 | — | — |" in table
+    assert "| 0.575 | 0.675 | 0.50 (as walked 0.50) |" in table
 
 
 def test_from_runs_merges_files_and_a_later_run_replaces_an_earlier_one(tmp_path):
