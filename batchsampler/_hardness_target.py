@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_int, check_probability
+from ._hardness_settings import SIMULATED_BATCHES, default_candidate_walks
 from .collect import walk_batch
 from .graph import ProximityGraph
 from .hardness import (
@@ -31,81 +31,13 @@ from .hardness import (
 )
 from .walk import WalkStats, _walkers, grow_batches
 
-__all__ = [
-    "DEFAULT_DRIFT_EPOCHS", "DEFAULT_RESEED_CANDIDATES", "HardnessTargetMixin", "check_hardness_settings",
-    "default_candidate_walks",
-]
+__all__ = ["HardnessTargetMixin"]
 
 logger = logging.getLogger("batchsampler.sampler")
-
-DEFAULT_RESEED_CANDIDATES = 32
-"""Candidates of a guided re-seed when ``target_hardness`` is set and ``reseed_candidates`` is not."""
-
-DEFAULT_DRIFT_EPOCHS = 0
-"""Measured epochs whose drift (planned minus measured hardness) a target corrects for by default:
-none. On GraphCL/MUTAG and SimCLR the gap is mostly noise and one large first walked epoch, and
-correcting for the last 3 epochs widened the spread of the measured epochs (see the README)."""
 
 # Seed-sequence words of the hardness machinery, apart from the epoch and graph streams.
 _CALIBRATION_STREAM = 3
 _MEASURE_STREAM = 4
-_SIMULATED_BATCHES = 256  # batches a simulated epoch measures hardness on (see hardness._spread)
-_MAX_CANDIDATE_WALKS = 8
-
-
-def default_candidate_walks(num_batches: int) -> int:
-    """Candidate walks of a group when ``target_hardness`` is set and ``candidate_walks`` is not:
-    ``clip(ceil(256 / num_batches), 1, 8)``.
-
-    An epoch of ``n`` batches averages ``n`` noisy batch means: from 256 batches on, that
-    average is precise and one walk is enough; shorter epochs (a few batches: small datasets,
-    large batches) choose among up to 8 candidate walks.
-    """
-    return int(min(_MAX_CANDIDATE_WALKS, max(1, -(-_SIMULATED_BATCHES // max(num_batches, 1)))))
-
-
-def check_hardness_settings(
-    target_hardness: Any, hardness_tolerance: Any, calibration_builds: Any, reseed_candidates: Any, backend: str,
-    candidate_walks: Any = None, drift_epochs: Any = DEFAULT_DRIFT_EPOCHS,
-) -> tuple[float | None, float, int, int, int | None, int]:
-    """The checked ``(target_hardness, hardness_tolerance, calibration_builds, reseed_candidates,
-    candidate_walks, drift_epochs)``; ``candidate_walks`` stays ``None`` with a target (its
-    default depends on the epoch's length, see :func:`default_candidate_walks`) and is 1 without
-    one.
-
-    Raises:
-        ValueError: ``target_hardness`` outside ``[0, 1]`` or with a ``backend`` other than
-            ``"random"``, ``hardness_tolerance`` outside ``(0, 1]``, ``calibration_builds < 1``,
-            ``reseed_candidates < 0``, ``candidate_walks < 1``, ``candidate_walks > 1``
-            without a ``target_hardness`` (there is nothing to choose by), or ``drift_epochs < 0``.
-        TypeError: non-integer ``calibration_builds``, ``reseed_candidates``, ``candidate_walks``
-            or ``drift_epochs``.
-    """
-    if target_hardness is not None:
-        target_hardness = check_probability("target_hardness", target_hardness)
-        if backend != "random":
-            raise ValueError(
-                f"target_hardness tunes the random backend's candidates m: use backend='random', got {backend!r}"
-            )
-    if isinstance(hardness_tolerance, bool) or not isinstance(hardness_tolerance, numbers.Real) or not (
-        0 < hardness_tolerance <= 1
-    ):
-        raise ValueError(f"hardness_tolerance must be a number in (0, 1], got {hardness_tolerance!r}")
-    calibration_builds = check_int("calibration_builds", calibration_builds, low=1)
-    if reseed_candidates is None:
-        reseed_candidates = DEFAULT_RESEED_CANDIDATES if target_hardness is not None else 0
-    reseed_candidates = check_int("reseed_candidates", reseed_candidates, low=0)
-    drift_epochs = check_int("drift_epochs", drift_epochs, low=0)
-    if candidate_walks is None:
-        candidate_walks = None if target_hardness is not None else 1
-    else:
-        candidate_walks = check_int("candidate_walks", candidate_walks, low=1)
-        if candidate_walks > 1 and target_hardness is None:
-            raise ValueError(
-                f"candidate_walks > 1 chooses walks by target_hardness, which is None; got {candidate_walks}"
-            )
-    return target_hardness, float(hardness_tolerance), calibration_builds, reseed_candidates, candidate_walks, (
-        drift_epochs)
 
 
 class HardnessTargetMixin:
@@ -151,13 +83,13 @@ class HardnessTargetMixin:
 
     @property
     def hardness_aim(self) -> float | None:
-        """What the candidate walks aim at: ``target_hardness`` plus the mean drift (planned
-        minus measured hardness) of the last ``drift_epochs`` measured epochs, clipped to
-        ``[0, 1]``; ``None`` without a target.
+        """What the searches and candidate walks aim at: ``target_hardness`` plus the mean gap
+        (planned minus measured hardness) of the last ``drift_epochs`` measured epochs, clipped
+        to ``[0, 1]``; the target itself with ``drift_epochs=0``; ``None`` without a target.
 
         Training on a batch pulls its members apart, so an epoch measured after it was trained
-        on is easier than it was when walked, and by a similar amount from one epoch to the
-        next: aiming above the target by that amount lands the measurement on it.
+        on is easier than when it was walked. Where that gap is steady, aiming above the target
+        by it lands the measurement on the target; where it is noise, aiming at it adds noise.
         """
         return self._hardness_aim
 
@@ -263,14 +195,14 @@ class HardnessTargetMixin:
         if self.replacement:  # independent batches: a sample of them is the epoch's distribution
             used = np.zeros(self.num_instances, dtype=bool)
             batches = []
-            for _ in range(_SIMULATED_BATCHES):
+            for _ in range(SIMULATED_BATCHES):
                 used[:] = False
                 batches.append(walk_batch(graph, used, self.global_batch_size, restart_prob, rng,
                                           max_fruitless_steps=self.max_fruitless_steps))
             return batches
         batches: list[list[int]] = []
         walkers = _walkers(self.lockstep_batches, total)
-        for _ in range(min(64, -(-_SIMULATED_BATCHES // max(total, 1)))):
+        for _ in range(min(64, -(-SIMULATED_BATCHES // max(total, 1)))):
             used = np.zeros(self.num_instances, dtype=bool)
             for first in range(0, total, self.lockstep_batches):
                 sizes = [self._batch_size_at(i) for i in range(first, min(total, first + self.lockstep_batches))]

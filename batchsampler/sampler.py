@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ._hardness_target import DEFAULT_DRIFT_EPOCHS, HardnessTargetMixin, check_hardness_settings
+from ._hardness_settings import DEFAULT_DRIFT_EPOCHS, check_hardness_settings
+from ._hardness_target import HardnessTargetMixin
 from ._validation import check_int, check_probability
 from .base import EPOCH_STREAM, check_bool
 from .collect import walk_batch
