@@ -81,10 +81,11 @@ def check_run_options(config: Any) -> None:
     sampler it would be silently meaningless, so it is refused.
 
     Raises:
-        ValueError: on an unknown ``bank``, a ``target_hardness`` outside ``[0, 1]``, or a
-            ``target_hardness`` with ``config.sampler`` other than ``"batchsampler"``.
+        ValueError: on an unknown ``bank``, a ``target_hardness`` outside ``[0, 1]``, a
+            ``target_hardness`` with ``config.sampler`` other than ``"batchsampler"``, or
+            ``drift_epochs < 0``.
         TypeError: on a non-bool ``replacement``, a non-real ``target_hardness`` or a non-int
-            ``drift_epochs``; ``ValueError`` too on ``drift_epochs < 0``.
+            ``drift_epochs``.
     """
     if hasattr(config, "bank"):
         check_bank(config.bank, "config.bank")
