@@ -47,7 +47,7 @@ def _head(config: dict) -> str:
 def _arm(config: dict) -> tuple:
     return (config["sampler"], config["temperature"], config.get("bank", "projection"),
             config.get("target_hardness"), bool(config.get("replacement", False)), _head(config),
-            config.get("k"), config.get("m"))
+            config.get("k"), config.get("m"), config.get("drift_epochs", 0))
 
 
 def _label(config: dict) -> str:
