@@ -194,6 +194,9 @@ class SamplerMonitor:
             "graph_k": _graph_setting(self.sampler, "k"),
             "graph_m": _graph_setting(self.sampler, "m"),
             "target_hardness": getattr(self.sampler, "target_hardness", None),
+            # The epoch as walked, on the sampler's bank before training on it (None without a target).
+            "planned_hardness": getattr(self.sampler, "planned_hardness", None),
+            "hardness_aim": getattr(self.sampler, "hardness_aim", None),
             "graph": self._graph_summary(),
             "staleness": summarize_staleness(self.sampler.bank),
             "timing": self._timing(),

@@ -173,11 +173,14 @@ def test_records_relative_hardness_and_the_graph_setting(clustered):
     assert hardness["relative"] == pytest.approx((hardness["mean"] - hardness["uniform_reference"]) / span, abs=1e-3)
     assert len(hardness["relative_by_quarter"]) == 4
     assert (record["graph_k"], record["graph_m"]) == (sampler.refresh_stats.k, sampler.refresh_stats.m)
-    assert record["target_hardness"] == 0.5
-    assert monitor.config()["target_hardness"] == 0.5
+    assert record["target_hardness"] == 0.5 and record["hardness_aim"] == 0.5
+    # As walked on the sampler's bank, which here is the monitor's embeddings: the same epoch.
+    assert record["planned_hardness"] == pytest.approx(hardness["relative"], abs=0.05)
+    assert monitor.config()["target_hardness"] == 0.5 and monitor.config()["drift_epochs"] == 0
     assert monitor.config()["candidate_walks"] == sampler.candidate_walks > 1
     uniform = UniformBatchSampler(len(embeddings), 32, seed=0)
     plain = SamplerMonitor(uniform, embeddings=embeddings)
     _epoch(plain, uniform)
     record = plain.on_epoch_end()
     assert abs(record["hardness"]["relative"]) < 0.1 and record["graph_k"] is None
+    assert record["planned_hardness"] is None and record["hardness_aim"] is None
