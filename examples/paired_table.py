@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from batchsampler.integrations._arms import arm_key
 from batchsampler.integrations.text.reproduce import text_arm_label
 
 from batchsampler._io import write_text
@@ -45,9 +46,8 @@ def _head(config: dict) -> str:
 
 
 def _arm(config: dict) -> tuple:
-    return (config["sampler"], config["temperature"], config.get("bank", "projection"),
-            config.get("target_hardness"), bool(config.get("replacement", False)), _head(config),
-            config.get("k"), config.get("m"), config.get("drift_epochs", 0))
+    # The integrations' arm key (sampler and its settings), apart by temperature and head too.
+    return (*arm_key(config), config["temperature"], _head(config))
 
 
 def _label(config: dict) -> str:
