@@ -112,8 +112,10 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
             32 with a ``target_hardness``, else 0 (random re-seeds, the paper's walk).
         candidate_walks: with a ``target_hardness``, each group of ``lockstep_batches`` batches
             (each batch, with ``replacement``) is walked this many times from the same state,
-            each from its own stream, and the walk that brings the epoch so far closest to the
-            target is kept (measured on the bank, ``O(B d)`` per batch). The calibration makes
+            each from its own stream, and the walk that brings the epoch closest to the target
+            is kept: the epoch so far, the candidate, and what the later batches are expected
+            to add (from the calibration's simulated epoch), measured on the bank (``O(B d)``
+            per batch). The calibration makes
             the target the epoch's *expected* hardness; the choice removes the spread of short
             epochs, whose handful of batches is a noisy average. ``None`` (default):
             ``clip(ceil(256 / len(sampler)), 1, 8)`` with a target (1 from 256 batches per
@@ -283,7 +285,7 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
             return [walk_batch(self.graph, candidate_used, self.global_batch_size, self.current_restart_prob, rng,
                                max_fruitless_steps=self.max_fruitless_steps, stats=stats)]
 
-        [batch] = self._closest_walk(walk, np.zeros(self.num_instances, dtype=bool), streams)
+        [batch] = self._closest_walk(walk, np.zeros(self.num_instances, dtype=bool), streams, index + 1)
         return self._padded(batch)
 
     def _collect_group(self, used: np.ndarray, sizes: list[int], epoch: int, first: int) -> list[list[int]]:
@@ -303,7 +305,7 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
                 vectors=vectors, reseed_candidates=self.reseed_candidates,
             )
 
-        return self._closest_walk(walk, used, streams)
+        return self._closest_walk(walk, used, streams, first + len(sizes))
 
     def __repr__(self) -> str:
         return (

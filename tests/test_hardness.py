@@ -289,11 +289,13 @@ def test_bad_candidate_walks_are_rejected(kwargs, error, message):
 @pytest.mark.parametrize("replacement", [False, True], ids=["exactly_once", "replacement"])
 def test_candidate_walks_hold_every_short_epoch_close_to_the_target(digits, replacement):
     """29 batches per epoch: one walk per group lands anywhere in the epoch's spread around the
-    calibrated mean; the default 8 candidates keep every epoch close to the target."""
+    calibrated mean; the default 8 candidates keep every epoch close to the target. Candidates
+    choose by the epoch as walked (on the calibration's references); the measured epoch also
+    carries the noise of references measured afresh (about 0.01 here), which no choice removes."""
     target = 0.5
-    deviations = {}
+    measured, walked = {}, {}
     for walks in (1, None):
-        values = []
+        values, planned = [], []
         for seed in range(3):
             sampler = BatchSampler(len(digits), 64, seed=seed, embeddings=digits, target_hardness=target,
                                    candidate_walks=walks, replacement=replacement)
@@ -305,10 +307,35 @@ def test_candidate_walks_hold_every_short_epoch_close_to_the_target(digits, repl
                     assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(len(digits)))
             list(iter(sampler))
             values += [record["relative_hardness"] for record in sampler.hardness_history]
-        deviations[walks] = np.abs(np.asarray(values) - target)
+            planned += [record["planned_hardness"] for record in sampler.hardness_history]
+        measured[walks] = np.abs(np.asarray(values) - target)
+        walked[walks] = np.abs(np.asarray(planned) - target)
     assert sampler.candidate_walks == 8
-    assert deviations[None].max() <= 0.05, deviations
-    assert deviations[None].mean() < 0.6 * deviations[1].mean(), deviations
+    assert measured[None].max() <= 0.05, measured
+    assert walked[None].max() <= 0.02, walked
+    assert walked[None].mean() < 0.4 * walked[1].mean(), walked
+
+
+def test_candidate_walks_count_what_the_rest_of_the_epoch_adds(digits):
+    """57 batches in 4 groups: choosing each group for the epoch so far alone left every epoch
+    as walked about 0.03 under the target (an early group took the target for itself, and the
+    leftovers after it are easier); counting what the later batches are expected to add
+    centres the epochs."""
+    target, deviations = 0.5, []
+    for seed in range(3):
+        sampler = BatchSampler(len(digits), 32, seed=seed, embeddings=digits, target_hardness=target)
+        for _ in range(3):
+            list(sampler)
+            deviations.append(sampler.planned_hardness - target)
+    assert sampler.candidate_walks == 5
+    assert abs(np.mean(deviations)) < 0.01, deviations
+    assert np.abs(deviations).max() <= 0.02, deviations
+    # Expected from the calibration's simulated epoch, stored with the graph: entry i is what
+    # batches i.. add; the pair counts of an exactly-once epoch are exact (56 x 32 rows + 5).
+    hardness = sampler.graph.build_params["hardness"]
+    sizes = [32] * 56 + [5]
+    assert hardness["rest_pairs"] == [float(sum(b * (b - 1) for b in sizes[i:])) for i in range(len(sizes) + 1)]
+    assert len(hardness["rest_similarity"]) == len(sampler) + 1 and hardness["rest_similarity"][-1] == 0
 
 
 def test_candidate_walks_are_deterministic_and_one_walk_is_the_plain_walk(digits):
@@ -442,7 +469,7 @@ def test_drift_correction_lands_the_measured_epochs_on_the_target(digits):
         drifts[drift_epochs] = np.array([r["planned_hardness"] - r["relative_hardness"] for r in records])
         assert all(r["target_hardness"] == 0.5 for r in records)
     # Without the correction every epoch is walked at the target and measured well below it.
-    assert drifts[0].mean() > 0.04 and deviations[0].mean() > 0.07, (drifts, deviations)
+    assert drifts[0].mean() > 0.04 and deviations[0].mean() > 0.05, (drifts, deviations)
     # With it the walk aims above the target by the drift, and the measurement lands on it.
     assert deviations[3].mean() < 0.4 * deviations[0].mean() and deviations[3].max() <= 0.1, deviations
 
