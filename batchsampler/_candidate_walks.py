@@ -2,9 +2,9 @@
 
 :class:`CandidateWalksMixin` chooses, among ``candidate_walks`` walks of a group of batches (one
 batch with ``replacement``), the one that brings the whole epoch closest to
-:attr:`~batchsampler.BatchSampler.hardness_aim`: the epoch so far, the candidate, and what the
-later batches are expected to add, which the calibration's simulated epoch tells
-(:meth:`CandidateWalksMixin._expected_rest`). It reads the sampler's graph, bank and history and
+:attr:`~batchsampler.BatchSampler.hardness_aim`: the epoch so far, the candidate, and in an
+exactly-once epoch what the later batches are expected to add, from the calibration's simulated
+epoch (:meth:`CandidateWalksMixin._expected_rest`). It reads the sampler's graph, bank and history and
 the hardness references of :class:`~batchsampler._hardness_target.HardnessTargetMixin`.
 """
 
@@ -25,30 +25,28 @@ class CandidateWalksMixin:
     """The candidate-walk choice of a sampler with a hardness target (see the module)."""
 
     def _expected_rest(self, batches: list[list[int]], vectors: np.ndarray, seen: np.ndarray) -> dict[str, list[float]]:
-        """What the batches from each position of an epoch on add to it, expected from
-        ``batches`` (a simulated epoch, :meth:`_walk_epoch`): ``{"rest_similarity",
-        "rest_pairs"}``, each of length ``len(self) + 1``, entry ``i`` the mean sum of pair
-        cosines (and pair count) of batches ``i ..`` of an epoch; entry ``len(self)`` is 0.
+        """What the batches from each position of an exactly-once epoch on add to it, expected
+        from ``batches`` (whole epochs walked on one graph, :meth:`_walk_epoch`):
+        ``{"rest_similarity", "rest_pairs"}``, each of length ``len(self) + 1``, entry ``i`` the
+        mean sum of pair cosines (and pair count) of batches ``i ..`` of an epoch; entry
+        ``len(self)`` is 0. Empty when ``batches`` do not split into whole epochs.
 
         Stored with the graph (``build_params["hardness"]``), so that a resumed sampler chooses
-        as the uninterrupted one. Empty when ``batches`` do not split into whole epochs.
+        as the uninterrupted one. Not for ``replacement``: its batches are alike wherever they
+        fall, and choosing each for the epoch so far keeps every part of the epoch on the target.
         """
         total = len(self)
-        sums, pairs = np.zeros(total), np.zeros(total)
-        if self.replacement:  # independent batches: every position expects the sample's mean
-            measured = _pair_sums(vectors, batches, seen)
-            sums[:], pairs[:] = measured[0] / len(batches), measured[1] / len(batches)
-        elif batches and len(batches) % total == 0:
-            for position, batch in enumerate(batches):
-                measured = _pair_sums(vectors, [batch], seen)
-                sums[position % total] += measured[0]
-                pairs[position % total] += measured[1]
-            sums, pairs = sums / (len(batches) // total), pairs / (len(batches) // total)
-        else:
+        if not batches or len(batches) % total:
             return {}
+        sums, pairs = np.zeros(total), np.zeros(total)
+        for position, batch in enumerate(batches):
+            measured = _pair_sums(vectors, [batch], seen)
+            sums[position % total] += measured[0]
+            pairs[position % total] += measured[1]
+        epochs = len(batches) // total
 
         def rest(values: np.ndarray) -> list[float]:
-            return [*np.cumsum(values[::-1])[::-1].tolist(), 0.0]
+            return [*(np.cumsum(values[::-1])[::-1] / epochs).tolist(), 0.0]
 
         return {"rest_similarity": rest(sums), "rest_pairs": rest(pairs)}
 
@@ -81,9 +79,9 @@ class CandidateWalksMixin:
         a walk without candidates, so ``candidate_walks=1`` walks exactly as before.
 
         Choosing for the epoch so far lets a late group make up for an early one; counting the
-        rest keeps an early group from taking the target for itself when the leftovers after it
-        will be easier (choosing for the epoch so far alone left multi-group epochs about 0.02
-        under the target). The loop is bounded by ``len(streams)``.
+        rest keeps an early group of an exactly-once epoch from taking the target for itself
+        when the leftovers after it will be easier (choosing for the epoch so far alone left
+        multi-group epochs about 0.02 under the target). The loop is bounded by ``len(streams)``.
         """
         vectors = self._reseed_vectors()
         scale = self._graph_scale(vectors)

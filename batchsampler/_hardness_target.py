@@ -178,7 +178,7 @@ class HardnessTargetMixin(CandidateWalksMixin):
             "aim": aim, "position": search.position, "relative_hardness": _finite_or_none(search.relative_hardness),
             "evaluations": len(search.tried), "uniform": scale.uniform, "knn": scale.knn,
         }
-        if self.candidate_walks > 1 and (search.k, search.m) in simulated:
+        if self.candidate_walks > 1 and not self.replacement and (search.k, search.m) in simulated:
             graph.build_params["hardness"].update(self._expected_rest(simulated[(search.k, search.m)], vectors, seen))
         if not math.isfinite(search.relative_hardness):
             logger.warning("target_hardness: the bank has no structure to measure hardness on; kept k=%d, m=%d",

@@ -336,6 +336,9 @@ def test_candidate_walks_count_what_the_rest_of_the_epoch_adds(digits):
     sizes = [32] * 56 + [5]
     assert hardness["rest_pairs"] == [float(sum(b * (b - 1) for b in sizes[i:])) for i in range(len(sizes) + 1)]
     assert len(hardness["rest_similarity"]) == len(sampler) + 1 and hardness["rest_similarity"][-1] == 0
+    # Batches with replacement are alike wherever they fall: each is chosen for the epoch so far.
+    independent = BatchSampler(len(digits), 32, seed=0, embeddings=digits, target_hardness=target, replacement=True)
+    assert "rest_pairs" not in independent.graph.build_params["hardness"]
 
 
 def test_candidate_walks_are_deterministic_and_one_walk_is_the_plain_walk(digits):
