@@ -241,6 +241,11 @@ def test_target_hardness_state_round_trips(digits, tmp_path):
     assert restored.hardness_history == sampler.hardness_history
     assert restored._hardness_position == sampler._hardness_position
     assert restored.refresh_stats.m == sampler.refresh_stats.m
+    # What the rest of an epoch adds travels with the graph: a resumed epoch chooses as before.
+    assert restored.graph.build_params["hardness"]["rest_similarity"] == sampler.graph.build_params["hardness"][
+        "rest_similarity"]
+    assert list(restored) == []  # the state was taken at an epoch's end: that iterator ends it
+    assert [list(batch) for batch in restored] == [list(batch) for batch in sampler]
     bad = dict(state, hardness_position=-1.0)
     before = restored.state_dict()
     with pytest.raises(ValueError, match="hardness_position"):
