@@ -254,7 +254,8 @@ class ProximityGraph:
         return self.indices.reshape(self.num_nodes, -1)
 
     def __repr__(self) -> str:
-        return f"ProximityGraph(num_nodes={self.num_nodes}, num_edges={self.num_edges}, params={self.build_params})"
+        return (f"ProximityGraph(num_nodes={self.num_nodes}, num_edges={self.num_edges}, "
+                f"params={_abridged(self.build_params)})")
 
     # ------------------------------------------------------------------ persistence
 
@@ -412,3 +413,13 @@ def _seed_repr(seed: Any) -> Any:
     if isinstance(seed, np.random.SeedSequence):
         return {"entropy": seed.entropy, "spawn_key": tuple(seed.spawn_key)}
     return seed
+
+
+def _abridged(value: Any, most: int = 8) -> Any:
+    """``value`` with every list longer than ``most`` shown as its length (for ``repr``: a
+    hardness search stores per-batch records in ``build_params``)."""
+    if isinstance(value, dict):
+        return {key: _abridged(item, most) for key, item in value.items()}
+    if isinstance(value, list | tuple) and len(value) > most:
+        return f"<{len(value)} values>"
+    return value

@@ -277,7 +277,7 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
     def _chosen_batch(self, epoch: int, index: int, used: np.ndarray) -> list[int]:
         if not (self.replacement and self.candidate_walks > 1 and self.graph is not None):
             return super()._next_batch(epoch, index, used)
-        # Independent batches, chosen one at a time for the whole epoch (see _closest_walk).
+        # Independent batches, chosen one at a time for the epoch so far (see _closest_walk).
         streams = [np.random.SeedSequence([self.seed, EPOCH_STREAM, epoch, index, *([r] if r else [])])
                    for r in range(self.candidate_walks)]
 

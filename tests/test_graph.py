@@ -136,6 +136,15 @@ def test_save_load_roundtrip(tmp_path):
         ProximityGraph.load(tmp_path / "other.npz")
 
 
+def test_repr_abridges_long_records():
+    x = np.random.default_rng(5).standard_normal((60, 5))
+    graph = ProximityGraph.build(x, k=3, m=20, seed=0)
+    graph.build_params["hardness"] = {"aim": 0.5, "rest_pairs": [float(i) for i in range(30)]}
+    text = repr(graph)
+    assert "'aim': 0.5" in text and "<30 values>" in text and "29.0" not in text
+    assert graph.build_params["hardness"]["rest_pairs"][-1] == 29.0  # the record itself is whole
+
+
 def test_exports_agree():
     x = np.random.default_rng(6).standard_normal((50, 5))
     graph = ProximityGraph.build(x, k=4, m=20, seed=0)
