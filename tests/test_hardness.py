@@ -321,6 +321,20 @@ def test_candidate_walks_hold_every_short_epoch_close_to_the_target(digits, repl
     assert walked[None].mean() < 0.4 * walked[1].mean(), walked
 
 
+def test_a_sampler_without_a_target_never_measures_the_references(digits, monkeypatch):
+    """The references cost a kNN search over the bank: only candidate walks need them."""
+    import batchsampler._hardness_target as target_module
+
+    sampler = BatchSampler(len(digits), 64, seed=0, embeddings=digits)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("hardness_scale measured without a target_hardness")
+
+    monkeypatch.setattr(target_module, "hardness_scale", refuse)
+    batches = list(sampler)
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(len(digits)))
+
+
 def test_candidate_walks_count_what_the_rest_of_the_epoch_adds(digits):
     """57 batches in 4 groups: choosing each group for the epoch so far alone left every epoch
     as walked about 0.03 under the target (an early group took the target for itself, and the
