@@ -83,9 +83,8 @@ class CandidateWalksMixin:
         when the leftovers after it will be easier (choosing for the epoch so far alone left
         multi-group epochs about 0.02 under the target). The loop is bounded by ``len(streams)``.
         """
-        if len(streams) == 1:  # before the references: a sampler without a target never measures them
-            return walk(used, np.random.default_rng(streams[0]), self.walk_stats)
-        vectors = self._reseed_vectors()
+        # One candidate needs no references (a sampler without a target never measures them).
+        vectors = self._reseed_vectors() if len(streams) > 1 else None
         scale = self._graph_scale(vectors)
         if scale is None:
             return walk(used, np.random.default_rng(streams[0]), self.walk_stats)

@@ -161,12 +161,15 @@ class HardnessTargetMixin(CandidateWalksMixin):
             )
             return graph.symmetrize() if self.symmetrize else graph
 
-        simulated: dict[tuple[int, int], list[list[int]]] = {}  # each setting's simulated epoch
+        # Each setting's simulated epoch, kept where the candidate walks count the rest of an epoch.
+        counts_rest = self.candidate_walks > 1 and not self.replacement
+        simulated: dict[tuple[int, int], list[list[int]]] = {}
 
         def simulate(graph: ProximityGraph) -> list[list[int]]:
             rng = np.random.default_rng([self.seed, _CALIBRATION_STREAM, *words])
             batches = self._walk_epoch(graph, vectors, restart_prob, rng)
-            simulated[(int(graph.build_params["k"]), int(graph.build_params["m"]))] = batches
+            if counts_rest:
+                simulated[(int(graph.build_params["k"]), int(graph.build_params["m"]))] = batches
             return batches
 
         graph, search, scale = calibrate(
@@ -178,7 +181,7 @@ class HardnessTargetMixin(CandidateWalksMixin):
             "aim": aim, "position": search.position, "relative_hardness": _finite_or_none(search.relative_hardness),
             "evaluations": len(search.tried), "uniform": scale.uniform, "knn": scale.knn,
         }
-        if self.candidate_walks > 1 and not self.replacement and (search.k, search.m) in simulated:
+        if (search.k, search.m) in simulated:
             graph.build_params["hardness"].update(self._expected_rest(simulated[(search.k, search.m)], vectors, seen))
         if not math.isfinite(search.relative_hardness):
             logger.warning("target_hardness: the bank has no structure to measure hardness on; kept k=%d, m=%d",
