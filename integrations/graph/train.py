@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,12 +84,25 @@ def sampler_options(config: GraphCLConfig, num_graphs: int) -> dict:
     )
 
 
-def train_graphcl(dataset, config: GraphCLConfig, *, progress: bool = False) -> dict:
+StepCallback = Callable[[int, int, torch.Tensor, "GraphCLModel", Any], None]
+"""``on_step(epoch, step, indices, model, sampler)`` of :func:`train_graphcl`."""
+
+
+def train_graphcl(
+    dataset, config: GraphCLConfig, *, progress: bool = False, on_step: StepCallback | None = None
+) -> dict:
     """Train GraphCL on ``dataset`` (a sequence of labelled PyG graphs) and evaluate it.
 
     Each step feeds both views' normalised embeddings in the space ``config.bank`` (default:
     the projections) back with ``sampler.update``; graph embeddings and projections come from
     the same forward pass.
+
+    ``on_step(epoch, step, indices, model, sampler)``, if given, is called after every
+    optimizer step and bank update (``step`` counts from 0 within the epoch, ``indices`` are
+    the step's dataset indices); the model is put back in train mode after it, so a callback
+    may encode in eval mode (``examples/hardness_drift.py`` follows an epoch's hardness
+    through its steps this way). Training does not depend on it unless it draws from torch's
+    global generator or changes the model.
 
     Returns:
         ``{"config", "accuracy", "accuracy_std", "epochs": [per-epoch loss and batch
@@ -121,7 +136,7 @@ def train_graphcl(dataset, config: GraphCLConfig, *, progress: bool = False) -> 
     for epoch in bar:
         model.train()
         total, batches = 0.0, []
-        for indices, view1, view2 in loader:
+        for step, (indices, view1, view2) in enumerate(loader):
             batches.append(indices.tolist())
             (h1, z1), (h2, z2) = model.encode_and_project(view1), model.encode_and_project(view2)
             loss = loss_fn(z1, z2)
@@ -131,6 +146,9 @@ def train_graphcl(dataset, config: GraphCLConfig, *, progress: bool = False) -> 
             total += loss.item()
             if config.bank != "encoded":
                 sampler.update(indices, bank_rows(config.bank, (z1, z2), (h1, h2)))
+            if on_step is not None:
+                on_step(epoch, step, indices, model, sampler)
+                model.train()
         # The eval-mode encoding: the "encoded" bank, and a space in which every arm's hardness compares.
         encoded = embed_graphs(model, graphs)
         if config.bank == "encoded":

@@ -152,3 +152,25 @@ def test_paired_table_reads_simcse_runs_and_pairs_by_head(tmp_path):
     (tmp_path / "v" / "simclr_runs.json").write_text(json.dumps({"runs": []}))
     with pytest.raises(SystemExit):
         module["main"]([str(tmp_path / "s"), str(tmp_path / "v")])
+
+
+def test_hardness_drift_quick_follows_each_walked_epoch_to_its_end(tmp_path):
+    import json
+
+    tu_root = Path(__file__).resolve().parents[3] / "shared" / "data" / "tu"  # as tests/integrations/graph
+    if not (tu_root / "MUTAG").exists():
+        pytest.skip(f"shared TU data not found at {tu_root}")
+    main = _load("hardness_drift.py")["main"]
+    assert main(["--quick", "--root", str(tu_root), "--output-dir", str(tmp_path)]) == 0
+    document = json.loads((tmp_path / "drift.json").read_text())
+    [run] = document["runs"]
+    assert [epoch["epoch"] for epoch in run["epochs"]] == [1, 2]  # epoch 0 is the uniform warm-up
+    for epoch in run["epochs"]:
+        # the bank it was walked on, then one point per step (MUTAG at B = 32: 6 steps)
+        assert len(epoch["trajectory"]) == 7
+        assert epoch["trajectory"][-1] == pytest.approx(epoch["relative_hardness"])
+        assert abs(epoch["trajectory"][0] - epoch["planned_hardness"]) < 0.05  # same bank, references measured again
+        assert len(epoch["other_walks_start"]) == len(epoch["other_walks_end"]) == 43  # ceil(256 / 6) epochs
+    assert document["summary"]["epochs"] == 2
+    assert (tmp_path / "drift.md").read_text().startswith("# MUTAG")
+    assert (tmp_path / "drift.png").stat().st_size > 0

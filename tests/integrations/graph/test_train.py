@@ -122,3 +122,25 @@ def test_encoded_bank_is_the_eval_mode_encoding_after_every_epoch(tu_root, monke
     for record in result["epochs"]:
         assert record["relative_hardness"] == pytest.approx(record["encoded_relative_hardness"])
     assert result["epochs"][1]["graph_k"] is not None  # epoch 1 walked a graph built from the encoding
+
+
+def test_on_step_sees_every_step_in_order_and_leaves_training_unchanged(mutag, no_svm):
+    from batchsampler.integrations.graph.train import embed_graphs
+
+    config = GraphCLConfig(sampler="batchsampler", bank="encoded", epochs=2, batch_size=64, hidden=8, num_layers=2)
+    plain = train_graphcl(mutag, config)
+    seen = []
+
+    def on_step(epoch, step, indices, model, sampler):
+        assert model.training  # called after the step, before the next forward
+        seen.append((epoch, step, indices.tolist(), sampler.graph_version))
+        embed_graphs(model, [mutag[i] for i in range(len(mutag))])  # eval mode; train_graphcl restores it
+
+    followed = train_graphcl(mutag, config, on_step=on_step)
+    assert [(epoch, step) for epoch, step, _, _ in seen] == [(e, s) for e in range(2) for s in range(3)]
+    for epoch in range(2):  # the step's indices are the epoch's batches, which cover the dataset once
+        indices = [i for e, _, batch, _ in seen if e == epoch for i in batch]
+        assert sorted(indices) == list(range(len(mutag)))
+    assert seen[-1][3] >= 1  # the second epoch walked a graph
+    assert [e["loss"] for e in followed["epochs"]] == [e["loss"] for e in plain["epochs"]]
+    assert np.array_equal(no_svm[0], no_svm[1])  # same final embeddings: the callback changed nothing
