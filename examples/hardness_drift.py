@@ -1,14 +1,15 @@
-"""Where an epoch's hardness goes while the model trains on it (GraphCL, encoded bank, a target).
+"""Where an epoch's hardness goes while the model trains on it (encoded bank, a target).
 
 ``BatchSampler(target_hardness=...)`` walks an epoch on the bank it has at the epoch's start;
 the integrations also measure the epoch at its end, on the bank the model encodes after
 training on those batches. This script follows one epoch from the first measure to the second,
 step by step, to show which part of the difference a sampler could act on.
 
-For every seed it trains GraphCL (``batchsampler.integrations.graph``, ``bank="encoded"``, the given target)
-exactly as ``sweep_graphcl.py`` does, and after every optimizer step (``train_graphcl``'s
-``on_step``) encodes the whole dataset in eval mode, which does not change training. Per walked
-epoch it records:
+For every seed it trains GraphCL on a TU dataset (``--modality graph``, as ``sweep_graphcl.py
+--factors``) or SimCLR on Fashion-MNIST (``--modality vision``, as ``reproduce_simclr.py``), with
+``bank="encoded"`` and the given target, and after every optimizer step (the training
+function's ``on_step``) encodes the whole training set in eval mode, which does not change
+training. Per walked epoch it records:
 
 * **the trajectory**: the relative hardness of the epoch's batches on the bank at the epoch's
   start and after each of its steps (references measured afresh on each, as the integrations'
@@ -21,8 +22,8 @@ epoch it records:
 Writes ``drift.json`` (every epoch), ``drift.md`` (the summary) and ``drift.png`` to
 ``--output-dir``::
 
-    python examples/hardness_drift.py --root ../shared/data/tu --dataset MUTAG --seeds 5 \\
-        --output-dir examples/hardness/drift_mutag
+    python examples/hardness_drift.py --dataset MUTAG --seeds 5 --output-dir examples/hardness/drift_mutag
+    python examples/hardness_drift.py --modality vision --seeds 5 --output-dir examples/hardness/drift_simclr
     python examples/hardness_drift.py --quick --output-dir /tmp/drift   # smoke run: 1 seed, 3 epochs
 """
 
@@ -33,18 +34,18 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from batchsampler.integrations._arms import StepCallback
 from tqdm import tqdm
 
 from batchsampler._io import write_text
 from batchsampler.diagnostics.plots import save_png
 from batchsampler.hardness import epoch_profile, hardness_scale, mean_pair_similarity
-from batchsampler.integrations.graph.data import load_tu_dataset
-from batchsampler.integrations.graph.train import GraphCLConfig, embed_graphs, train_graphcl
 
 logger = logging.getLogger("hardness_drift")
 
@@ -64,19 +65,24 @@ def _other_walks(bank: np.ndarray, walks: list[list[int]], batch_size: int, num_
             for i in range(0, len(walks) - num_batches + 1, num_batches)]
 
 
-def follow_run(dataset, config: GraphCLConfig) -> dict:
-    """Train one run and follow each walked epoch through its steps (see the module)."""
-    graphs = [dataset[i] for i in range(len(dataset))]
+def follow_run(train: Callable[[StepCallback], dict], encode: Callable[[Any], np.ndarray], seed: int,
+               batch_size: int) -> dict:
+    """Train one run and follow each walked epoch through its steps (see the module).
+
+    ``train(on_step)`` trains the run and returns its record (``train_graphcl`` or
+    ``train_simclr``); ``encode(model)`` is the eval-mode encoding of the training set that the
+    ``"encoded"`` bank receives at each epoch's end.
+    """
     state: dict = {"banks": [], "batches": [], "walks": None, "start": None, "epochs": []}
 
     def close_epoch() -> None:
         if state["walks"] is None:
             return
-        banks, batches, size = [state["start"], *state["banks"]], state["batches"], config.batch_size
+        banks, batches = [state["start"], *state["banks"]], state["batches"]
         state["epochs"].append({
-            "trajectory": [_relative(bank, batches, size) for bank in banks],
-            "other_walks_start": _other_walks(banks[0], state["walks"], size, len(batches)),
-            "other_walks_end": _other_walks(banks[-1], state["walks"], size, len(batches)),
+            "trajectory": [_relative(bank, batches, batch_size) for bank in banks],
+            "other_walks_start": _other_walks(banks[0], state["walks"], batch_size, len(batches)),
+            "other_walks_end": _other_walks(banks[-1], state["walks"], batch_size, len(batches)),
         })
 
     def on_step(epoch: int, step: int, indices: torch.Tensor, model, sampler) -> None:
@@ -88,23 +94,59 @@ def follow_run(dataset, config: GraphCLConfig) -> dict:
                 # and the calibration's simulated epochs on the same graph: the walks the
                 # sampler's candidate walks choose among.
                 state["start"] = sampler.bank.numpy().copy()
-                rng = np.random.default_rng([config.seed, 1, epoch])
+                rng = np.random.default_rng([seed, 1, epoch])
                 state["walks"] = sampler._walk_epoch(sampler.graph, sampler._reseed_vectors(),
                                                      sampler.current_restart_prob, rng)
         state["batches"].append(indices.tolist())
-        state["banks"].append(embed_graphs(model, graphs))
+        state["banks"].append(np.asarray(encode(model), dtype=np.float32))
 
-    result = train_graphcl(dataset, config, on_step=on_step)
+    result = train(on_step)
     close_epoch()
     walked = [record for record in result["epochs"] if record["planned_hardness"] is not None]
     if len(walked) != len(state["epochs"]):
         raise RuntimeError(f"followed {len(state['epochs'])} epochs, the run walked {len(walked)}")
     for record, followed in zip(walked, state["epochs"]):
-        if not np.isclose(followed["trajectory"][-1], record["relative_hardness"], atol=1e-6):
+        if not np.isclose(followed["trajectory"][-1], record["relative_hardness"], atol=1e-5):
             raise RuntimeError(f"epoch {record['epoch']}: the followed end value differs from the run's")
         followed |= {"epoch": record["epoch"], "planned_hardness": record["planned_hardness"],
                      "relative_hardness": record["relative_hardness"]}
-    return {"seed": config.seed, "accuracy": result["accuracy"], "epochs": state["epochs"]}
+    accuracy = result["accuracy"] if "accuracy" in result else result["knn_accuracy"]
+    return {"seed": seed, "accuracy": accuracy, "epochs": state["epochs"]}
+
+
+def graph_runs(args: argparse.Namespace) -> Iterator[tuple[Callable, Callable, int]]:
+    """``(train, encode, seed)`` of GraphCL on a TU dataset, as ``sweep_graphcl.py --factors``."""
+    from batchsampler.integrations.graph.data import load_tu_dataset
+    from batchsampler.integrations.graph.train import (
+        GraphCLConfig,
+        embed_graphs,
+        train_graphcl,
+    )
+
+    dataset = load_tu_dataset(args.dataset, args.root)
+    graphs = [dataset[i] for i in range(len(dataset))]
+    for seed in range(args.seeds):
+        config = GraphCLConfig(seed=seed, sampler="batchsampler", epochs=args.epochs, batch_size=args.batch_size,
+                               bank="encoded", target_hardness=args.target_hardness)
+        yield (lambda on_step, config=config: train_graphcl(dataset, config, on_step=on_step),
+               lambda model: embed_graphs(model, graphs), seed)
+
+
+def vision_runs(args: argparse.Namespace) -> Iterator[tuple[Callable, Callable, int]]:
+    """``(train, encode, seed)`` of SimCLR on Fashion-MNIST, as ``reproduce_simclr.py`` (the
+    training subset of seed 0; no linear probe, which runs after training)."""
+    from batchsampler.integrations.vision.evaluate import embed_images
+    from batchsampler.integrations.vision.reproduce import load_splits
+    from batchsampler.integrations.vision.train import SimCLRConfig, train_simclr
+
+    train, test = load_splits("fashion-mnist", args.root)
+    train, test = train.subset(min(args.train_size, len(train)), seed=0), test.subset(min(args.test_size, len(test)), seed=0)
+    for seed in range(args.seeds):
+        config = SimCLRConfig(seed=seed, sampler="batchsampler", epochs=args.epochs, batch_size=args.batch_size,
+                              temperature=args.temperature, bank="encoded", target_hardness=args.target_hardness,
+                              linear_probe=False, device="cpu")
+        yield (lambda on_step, config=config: train_simclr(train, test, config, on_step=on_step),
+               lambda model: embed_images(model, train.images, device="cpu").numpy(), seed)
 
 
 def summarize(runs: list[dict], target: float) -> dict:
@@ -158,8 +200,8 @@ def markdown(summary: dict, runs: list[dict], header: str) -> str:
          f"lag-1 correlation {s['other_walks']['common_lag1_correlation']:+.2f}"),
         ("other walks: shift around the common one", 0.0, s["other_walks"]["specific_sd"], "", ""),
     ]
-    lines = [header, "", f"Relative hardness, target {t:g}, {s['epochs']} walked epochs of {s['steps_per_epoch']} steps "
-             f"({len(runs)} seeds).", "",
+    scope = f"Relative hardness, target {t:g}, {s['epochs']} walked epochs of {s['steps_per_epoch']} steps ({len(runs)} seeds)."
+    lines = [header, "", scope, "",
              f"| quantity | mean | sd | epochs within {ON_TARGET:g} | note |", "|---|---|---|---|---|"]
     lines += [f"| {name} | {mean:+.3f} | {sd:.3f} | {within} | {note} |" for name, mean, sd, within, note in rows]
     lines += ["", "Accuracy per seed: " + ", ".join(f"{run['seed']}: {100 * run['accuracy']:.2f}" for run in runs), ""]
@@ -195,39 +237,55 @@ def plot(runs: list[dict], target: float, path: Path) -> None:
     plt.close(fig)
 
 
+MODALITIES = {
+    # modality: (runs, dataset, root, epochs, batch size)
+    "graph": (graph_runs, "MUTAG", "../shared/data/tu", 20, 32),
+    "vision": (vision_runs, "Fashion-MNIST", "../shared/data/fashion-mnist", 10, 256),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=Path("../shared/data/tu"), help="TU datasets folder")
-    parser.add_argument("--dataset", default="MUTAG")
+    parser.add_argument("--modality", choices=sorted(MODALITIES), default="graph",
+                        help="graph: GraphCL on a TU dataset; vision: SimCLR on Fashion-MNIST")
+    parser.add_argument("--root", type=Path, default=None, help="data folder (default: by modality, in ../shared/data)")
+    parser.add_argument("--dataset", default=None, help="graph: the TU dataset (default MUTAG)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=None, help="default: graph 20, vision 10")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: graph 32, vision 256")
+    parser.add_argument("--train-size", type=int, default=2000, help="vision: training images (subset of seed 0)")
+    parser.add_argument("--test-size", type=int, default=1000, help="vision: test images of the kNN monitor")
+    parser.add_argument("--temperature", type=float, default=0.5, help="vision: NT-Xent temperature")
     parser.add_argument("--target-hardness", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--output-dir", type=Path, default=Path("examples/hardness/drift"))
-    parser.add_argument("--quick", action="store_true", help="1 seed, 3 epochs: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="1 seed, 3 epochs (vision: 512 images): a smoke run")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    runs_of, dataset, root, epochs, batch_size = MODALITIES[args.modality]
+    if args.modality == "vision" and args.dataset is not None:
+        parser.error("--dataset is for --modality graph (vision runs Fashion-MNIST)")
+    args.dataset, args.root = args.dataset or dataset, args.root or Path(root)
+    args.epochs, args.batch_size = args.epochs or epochs, args.batch_size or batch_size
     if args.quick:
-        args.seeds, args.epochs = 1, 3
-    if args.seeds < 1 or args.epochs < 2 or args.batch_size < 2 or not 0.0 <= args.target_hardness <= 1.0:
-        parser.error("--seeds >= 1, --epochs >= 2, --batch-size >= 2 and --target-hardness in [0, 1] are required")
+        args.seeds, args.epochs, args.train_size, args.test_size = 1, 3, min(args.train_size, 512), min(args.test_size, 256)
+    if (args.seeds < 1 or args.epochs < 2 or args.batch_size < 2 or args.train_size < 2 or args.test_size < 1
+            or not 0.0 <= args.target_hardness <= 1.0):
+        parser.error("--seeds >= 1, --epochs >= 2, --batch-size >= 2, --train-size >= 2, --test-size >= 1 "
+                     "and --target-hardness in [0, 1] are required")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logger.setLevel(logging.INFO)
     torch.set_num_threads(args.threads)
-    dataset = load_tu_dataset(args.dataset, args.root)
     started = time.perf_counter()
-    runs = []
-    for seed in tqdm(range(args.seeds), desc="seeds", unit="run"):
-        config = GraphCLConfig(seed=seed, sampler="batchsampler", epochs=args.epochs, batch_size=args.batch_size,
-                               bank="encoded", target_hardness=args.target_hardness)
-        runs.append(follow_run(dataset, config))
+    runs = [follow_run(train, encode, seed, args.batch_size)
+            for train, encode, seed in tqdm(runs_of(args), total=args.seeds, desc="seeds", unit="run")]
     summary = summarize(runs, args.target_hardness)
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    header = f"# {args.dataset}: an epoch's hardness through its steps\n\n`{' '.join(['python', 'examples/hardness_drift.py', *argv])}`"
+    command = " ".join(["python", "examples/hardness_drift.py", *argv])
+    header = f"# {args.dataset}: an epoch's hardness through its steps\n\n`{command}`"
     write_text(args.output_dir / "drift.json", json.dumps(
-        {"argv": argv, "dataset": args.dataset, "wall_seconds": time.perf_counter() - started,
+        {"argv": argv, "modality": args.modality, "dataset": args.dataset, "wall_seconds": time.perf_counter() - started,
          "summary": summary, "runs": runs}, indent=1))
     write_text(args.output_dir / "drift.md", markdown(summary, runs, header))
     plot(runs, args.target_hardness, args.output_dir / "drift.png")

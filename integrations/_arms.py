@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
     "BANK_SPACES",
     "PER_STEP_BANKS",
+    "StepCallback",
     "add_run_flags",
     "arm_key",
     "arm_label",
@@ -33,6 +34,13 @@ __all__ = [
     "epoch_hardness",
     "sampler_extras",
 ]
+
+StepCallback = Callable[[int, int, Any, Any, Any], None]
+"""``on_step(epoch, step, indices, model, sampler)`` of the training functions (``train_graphcl``,
+``train_simclr``): called after every optimizer step and bank update, ``step`` counting from 0
+within the epoch and ``indices`` the step's dataset indices (a tensor). The model is put back in
+train mode after it, so a callback may encode in eval mode; training does not depend on it unless
+it draws from torch's global generator or changes the model."""
 
 BANK_SPACES = ("projection", "backbone", "both", "encoded")
 """Values of the ``bank`` setting:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +15,13 @@ from batchsampler import SAMPLERS, scaled_graph_size
 from batchsampler.diagnostics import summarize_epoch
 from batchsampler.losses import get_loss
 
-from .._arms import bank_rows, check_run_options, epoch_hardness, sampler_extras
+from .._arms import (
+    StepCallback,
+    bank_rows,
+    check_run_options,
+    epoch_hardness,
+    sampler_extras,
+)
 from .augment import AUGMENTATIONS
 from .data import GraphCLDataset
 from .evaluate import svm_accuracy
@@ -84,10 +88,6 @@ def sampler_options(config: GraphCLConfig, num_graphs: int) -> dict:
     )
 
 
-StepCallback = Callable[[int, int, torch.Tensor, "GraphCLModel", Any], None]
-"""``on_step(epoch, step, indices, model, sampler)`` of :func:`train_graphcl`."""
-
-
 def train_graphcl(
     dataset, config: GraphCLConfig, *, progress: bool = False, on_step: StepCallback | None = None
 ) -> dict:
@@ -98,11 +98,8 @@ def train_graphcl(
     the same forward pass.
 
     ``on_step(epoch, step, indices, model, sampler)``, if given, is called after every
-    optimizer step and bank update (``step`` counts from 0 within the epoch, ``indices`` are
-    the step's dataset indices); the model is put back in train mode after it, so a callback
-    may encode in eval mode (``examples/hardness_drift.py`` follows an epoch's hardness
-    through its steps this way). Training does not depend on it unless it draws from torch's
-    global generator or changes the model.
+    optimizer step (see :data:`~batchsampler.integrations._arms.StepCallback`;
+    ``examples/hardness_drift.py`` follows an epoch's hardness through its steps with it).
 
     Returns:
         ``{"config", "accuracy", "accuracy_std", "epochs": [per-epoch loss and batch

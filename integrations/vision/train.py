@@ -15,7 +15,13 @@ from batchsampler import SAMPLERS, scaled_graph_size
 from batchsampler.diagnostics import summarize_epoch
 from batchsampler.losses import get_loss
 
-from .._arms import bank_rows, check_run_options, epoch_hardness, sampler_extras
+from .._arms import (
+    StepCallback,
+    bank_rows,
+    check_run_options,
+    epoch_hardness,
+    sampler_extras,
+)
 from .augment import AugmentConfig, simclr_view
 from .data import ImageData, IndexedImages
 from .evaluate import embed_images, knn_monitor, linear_probe
@@ -97,7 +103,10 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def train_simclr(train: ImageData, test: ImageData, config: SimCLRConfig, *, progress: bool = False) -> dict:
+def train_simclr(
+    train: ImageData, test: ImageData, config: SimCLRConfig, *, progress: bool = False,
+    on_step: StepCallback | None = None,
+) -> dict:
     """Train SimCLR on ``train`` (labels unused) and evaluate on ``test``.
 
     Every epoch has ``ceil(N / batch_size)`` steps whatever the sampler, so runs with different
@@ -105,7 +114,8 @@ def train_simclr(train: ImageData, test: ImageData, config: SimCLRConfig, *, pro
     the space ``config.bank`` (default: the projections, concatenated as in the authors' code)
     back with ``sampler.update``; encoder features and projections come from the same forward
     pass. Runs with the same seed start from the same weights and draw views from the same
-    generator.
+    generator. ``on_step(epoch, step, indices, model, sampler)``, if given, is called after
+    every optimizer step (see :data:`~batchsampler.integrations._arms.StepCallback`).
 
     Returns:
         ``{"config", "knn_accuracy", "linear_accuracy", "initial_knn_accuracy", "epochs",
@@ -161,7 +171,7 @@ def train_simclr(train: ImageData, test: ImageData, config: SimCLRConfig, *, pro
         model.train()
         start = time.perf_counter()
         total, batches = 0.0, []
-        for indices, images in loader:
+        for step, (indices, images) in enumerate(loader):
             batches.append(indices.tolist())
             images = images.to(device, non_blocking=True)
             h1, z1 = model.encode_and_project(simclr_view(images, views, config.augment))
@@ -173,6 +183,9 @@ def train_simclr(train: ImageData, test: ImageData, config: SimCLRConfig, *, pro
             total += loss.item()
             if config.bank != "encoded":
                 sampler.update(indices, bank_rows(config.bank, (z1, z2), (h1, h2)))
+            if on_step is not None:
+                on_step(epoch, step, indices, model, sampler)
+                model.train()
         train_seconds += time.perf_counter() - start
         start = time.perf_counter()
         measure = (epoch + 1) % config.knn_every == 0 or epoch == config.epochs - 1

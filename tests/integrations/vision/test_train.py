@@ -123,3 +123,22 @@ def test_bad_run_options_are_refused_before_any_work(patterns, monkeypatch, bad,
     train, test = patterns
     with pytest.raises(error, match=match):
         train_simclr(train, test, SimCLRConfig(**{**TINY, **bad}))
+
+
+def test_on_step_sees_every_step_and_leaves_training_unchanged(patterns):
+    from batchsampler.integrations.vision.evaluate import embed_images
+
+    train, test = patterns
+    config = SimCLRConfig(sampler="batchsampler", bank="encoded", linear_probe=False, **TINY)
+    plain = train_simclr(train, test, config)
+    seen = []
+
+    def on_step(epoch, step, indices, model, sampler):
+        assert model.training
+        seen.append((epoch, step, len(indices)))
+        embed_images(model, train.images, device="cpu")  # eval mode; train_simclr restores train mode
+
+    followed = train_simclr(train, test, config, on_step=on_step)
+    assert seen == [(e, s, 32) for e in range(2) for s in range(3)]  # 96 images, B = 32
+    assert [e["loss"] for e in followed["epochs"]] == [e["loss"] for e in plain["epochs"]]
+    assert followed["knn_accuracy"] == plain["knn_accuracy"]
