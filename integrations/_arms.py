@@ -66,6 +66,7 @@ PER_STEP_BANKS = ("projection", "backbone", "both")
 
 DEFAULTS: dict[str, Any] = {
     "bank": "projection", "target_hardness": None, "replacement": False, "k": None, "m": None, "drift_epochs": 0,
+    "warmup_epochs": 1,
 }
 """The settings of a run that predates them (or leaves them alone)."""
 
@@ -116,10 +117,11 @@ def check_run_options(config: Any) -> None:
                          f"got it with sampler {config.sampler!r}")
 
 
-def add_run_flags(parser: Any, *, features: str | None) -> None:
+def add_run_flags(parser: Any, *, features: str | None, warmup: bool = True) -> None:
     """Add ``--bank`` (when the pipeline has bank spaces: ``features`` names its encoder's
-    features, e.g. ``"GIN embeddings"``), ``--target-hardness`` and ``--replacement`` to
-    ``parser``; check them with :func:`check_target_flag` after parsing."""
+    features, e.g. ``"GIN embeddings"``), ``--target-hardness``, ``--replacement``,
+    ``--drift-epochs`` and (with ``warmup``: pipelines whose bank is filled by a first epoch)
+    ``--warmup-epochs`` to ``parser``; check them with :func:`check_target_flag` after parsing."""
     if features is not None:
         parser.add_argument(
             "--bank", choices=BANK_SPACES, default="projection",
@@ -134,6 +136,9 @@ def add_run_flags(parser: Any, *, features: str | None) -> None:
     parser.add_argument("--drift-epochs", type=int, default=0, metavar="N",
                         help="with --target-hardness: aim above the target by the mean gap between the last N "
                              "epochs as walked and as measured after them (default: 0, off)")
+    if warmup:
+        parser.add_argument("--warmup-epochs", type=int, default=DEFAULTS["warmup_epochs"], metavar="N",
+                            help="uniform epochs before the first graph, for every sampler (default: %(default)s)")
 
 
 def check_target_flag(parser: Any, args: Any) -> None:
@@ -142,6 +147,8 @@ def check_target_flag(parser: Any, args: Any) -> None:
     target = args.target_hardness
     if getattr(args, "drift_epochs", 0) < 0:
         parser.error(f"--drift-epochs must be >= 0, got {args.drift_epochs}")
+    if getattr(args, "warmup_epochs", 1) < 1:
+        parser.error(f"--warmup-epochs must be >= 1 (the first epoch fills the bank), got {args.warmup_epochs}")
     if target is None:
         return
     if not 0.0 <= target <= 1.0:
@@ -203,18 +210,18 @@ def _setting(config: Mapping[str, Any], name: str) -> Any:
 
 
 def arm_key(config: Mapping[str, Any]) -> tuple:
-    """``(sampler, bank, target_hardness, replacement, k, m, drift_epochs)`` of a run's config
-    dict, the key that tells arms apart (missing settings read as :data:`DEFAULTS`; ``k``/``m``
-    ``None``: scaled to the dataset)."""
+    """``(sampler, bank, target_hardness, replacement, k, m, drift_epochs, warmup_epochs)`` of a
+    run's config dict, the key that tells arms apart (missing settings read as :data:`DEFAULTS`;
+    ``k``/``m`` ``None``: scaled to the dataset)."""
     return (config["sampler"], _setting(config, "bank"), _setting(config, "target_hardness"),
             bool(_setting(config, "replacement")), _setting(config, "k"), _setting(config, "m"),
-            int(_setting(config, "drift_epochs")))
+            int(_setting(config, "drift_epochs")), int(_setting(config, "warmup_epochs")))
 
 
 def arm_label(config: Mapping[str, Any]) -> str:
     """The sampler's name plus the settings that differ from :data:`DEFAULTS`, e.g.
     ``"batchsampler (bank=backbone, target=0.3, replacement, k=8)"``; just the name for defaults."""
-    sampler, bank, target, replacement, k, m, drift = arm_key(config)
+    sampler, bank, target, replacement, k, m, drift, warmup = arm_key(config)
     notes = []
     if bank != DEFAULTS["bank"]:
         notes.append(f"bank={bank}")
@@ -225,6 +232,8 @@ def arm_label(config: Mapping[str, Any]) -> str:
     notes += [f"{name}={value}" for name, value in (("k", k), ("m", m)) if value is not None]
     if drift:
         notes.append(f"drift={drift}")
+    if warmup != DEFAULTS["warmup_epochs"]:
+        notes.append(f"warmup={warmup}")
     return f"{sampler} ({', '.join(notes)})" if notes else sampler
 
 

@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size, k=args.k, m=args.m, restart_prob=args.restart_prob,
         bank=args.bank, target_hardness=args.target_hardness, replacement=args.replacement,
-        drift_epochs=args.drift_epochs,
+        drift_epochs=args.drift_epochs, warmup_epochs=args.warmup_epochs,
         checkpoint=args.output_dir / "graphcl_runs.json", progress=progress_wanted(args.no_progress),
     )
     wall = time.perf_counter() - start

@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              "pooled sentence embeddings before the head (the same rows without a head), both, or 'encoded' (the "
              "slice re-encoded in eval mode before every graph rebuild) (default: %(default)s)",
     )
-    add_run_flags(parser, features=None)
+    add_run_flags(parser, features=None, warmup=False)  # SimCSE walks from step 0 (warmup_epochs=0)
     parser.add_argument("--max-pairs", type=int, default=None, help="score a seeded subsample of each STS set")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: unchanged)")
     parser.add_argument("--output-dir", type=Path, default=Path("results/simcse"))

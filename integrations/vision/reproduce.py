@@ -248,7 +248,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         temperature=args.temperature, k=args.k, m=args.m, restart_prob=args.restart_prob,
         refresh_every=args.refresh_every, knn_every=args.knn_every, linear_probe=not args.no_linear_probe,
         device=args.device, bank=args.bank, target_hardness=args.target_hardness, replacement=args.replacement,
-        drift_epochs=args.drift_epochs,
+        drift_epochs=args.drift_epochs, warmup_epochs=args.warmup_epochs,
         progress=progress_wanted(args.no_progress),
     )
     wall = time.perf_counter() - start

@@ -102,15 +102,17 @@ def test_run_options_are_checked_and_reach_only_the_samplers_that_take_them():
 def test_arms_differ_by_their_settings_and_old_records_read_as_defaults():
     old = {"sampler": "batchsampler", "loss": "ntxent"}
     default = {**old, "bank": "projection", "target_hardness": None, "replacement": False}
-    assert arm_key(old) == arm_key(default) == ("batchsampler", "projection", None, False, None, None, 0)
+    assert arm_key(old) == arm_key(default) == ("batchsampler", "projection", None, False, None, None, 0, 1)
     assert arm_label(old) == arm_label(default) == "batchsampler"
     assert arm_label({**default, "bank": "backbone"}) == "batchsampler (bank=backbone)"
     assert arm_label({**default, "bank": "both", "target_hardness": 0.3, "replacement": True}) == \
         "batchsampler (bank=both, target=0.3, replacement)"
     labels = {arm_label({**default, **change}) for change in
               ({}, {"bank": "backbone"}, {"target_hardness": 0.1}, {"target_hardness": 0.2}, {"replacement": True},
-               {"k": 8}, {"k": 8, "m": 64}, {"target_hardness": 0.1, "drift_epochs": 3})}
-    assert len(labels) == 8
+               {"k": 8}, {"k": 8, "m": 64}, {"target_hardness": 0.1, "drift_epochs": 3}, {"warmup_epochs": 2})}
+    assert len(labels) == 9
+    assert arm_label({**default, "warmup_epochs": 1}) == "batchsampler"  # the default, as old records read
+    assert arm_label({**default, "target_hardness": 0.5, "warmup_epochs": 2}) == "batchsampler (target=0.5, warmup=2)"
     assert arm_label({**default, "target_hardness": 0.5, "drift_epochs": 3}) == "batchsampler (target=0.5, drift=3)"
     assert arm_label({**default, "k": 8}) == "batchsampler (k=8)"
 

@@ -71,6 +71,15 @@ def test_bank_and_replacement_flags_reach_every_run_and_label_the_arms(tmp_path)
     assert "| ntxent | uniform (bank=both, replacement) |" in table and "| ntxent | knn (bank=both, replacement) |" in table
 
 
+def test_warmup_epochs_reach_the_sampler_and_label_the_arm(tmp_path):
+    runs, table = _tiny_run(tmp_path / "late", "--samplers", "knn", "--warmup-epochs", "2", "--epochs", "2")
+    assert [r["config"]["warmup_epochs"] for r in runs] == [2]
+    assert [e["graph_version"] for e in runs[0]["epochs"]] == [0, 0]  # both epochs uniform: no graph yet
+    assert "| ntxent | knn (warmup=2) |" in table
+    runs, table = _tiny_run(tmp_path / "default", "--samplers", "knn", "--epochs", "2")
+    assert [e["graph_version"] for e in runs[0]["epochs"]][-1] >= 1 and "| ntxent | knn |" in table
+
+
 def test_first_seed_and_the_encoded_bank_reach_the_runs(tmp_path):
     runs, table = _tiny_run(tmp_path, "--samplers", "batchsampler", "--bank", "encoded", "--seeds", "2",
                             "--first-seed", "3")
@@ -92,6 +101,7 @@ def test_target_hardness_reaches_the_batchsampler_runs_only(tmp_path):
     (["--target-hardness", "nan"], "--target-hardness must be in [0, 1]"),
     (["--target-hardness", "2"], "--target-hardness must be in [0, 1]"),
     (["--first-seed", "-1"], "--first-seed must be >= 0"),
+    (["--warmup-epochs", "0"], "--warmup-epochs must be >= 1"),
 ])
 def test_bad_run_flags_stop_before_any_work(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as stop:
