@@ -97,7 +97,8 @@ def rows(runs: list[dict], metrics: Sequence[str] = ("knn_accuracy", "linear_acc
                     pairs.append(_metric(r, metric) - _metric(partner, metric))
             row[f"{metric}_paired"] = (float(np.mean(pairs)), float(np.std(pairs, ddof=1)) if len(pairs) > 1 else None,
                                        len(pairs)) if pairs else None
-        later = [e for r in group for e in r.get("epochs", []) if e["epoch"] > 0]
+        # The epochs after each run's uniform warm-up (records without the setting had one).
+        later = [e for r in group for e in r.get("epochs", []) if e["epoch"] >= r["config"].get("warmup_epochs", 1)]
         row["relative_hardness"] = _mean([e.get("relative_hardness") for e in later])
         row["encoded_relative_hardness"] = _mean([e.get("encoded_relative_hardness") for e in later])
         row["planned_hardness"] = _mean([e.get("planned_hardness") for e in later])

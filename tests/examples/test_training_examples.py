@@ -106,13 +106,15 @@ def test_paired_table_pairs_arms_with_the_uniform_run_of_their_temperature_and_s
             run("batchsampler", 0.5, 0, 0.63), run("batchsampler", 0.5, 1, 0.61),
             run("batchsampler", 0.1, 0, 0.69), run("batchsampler", 0.5, 0, 0.66, bank="encoded"),
             run("batchsampler", 0.5, 0, 0.64, target_hardness=0.05), run("batchsampler", 0.5, 0, 0.6, k=8),
-            run("batchsampler", 0.5, 0, 0.64, target_hardness=0.05, drift_epochs=3)]
+            run("batchsampler", 0.5, 0, 0.64, target_hardness=0.05, drift_epochs=3),
+            run("batchsampler", 0.5, 0, 0.64, target_hardness=0.05, warmup_epochs=2)]
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "simclr_runs.json").write_text(json.dumps({"runs": runs}))
     rows = {row["arm"]: row for row in module["rows"](runs)}
     assert set(rows) == {"uniform, t=0.5", "uniform, t=0.1", "batchsampler, t=0.5", "batchsampler, t=0.1",
                          "batchsampler (bank=encoded), t=0.5", "batchsampler (target=0.05), t=0.5",
-                         "batchsampler (k=8), t=0.5", "batchsampler (target=0.05, drift=3), t=0.5"}
+                         "batchsampler (k=8), t=0.5", "batchsampler (target=0.05, drift=3), t=0.5",
+                         "batchsampler (target=0.05, warmup=2), t=0.5"}
     mean, std, count = rows["batchsampler, t=0.5"]["knn_accuracy_paired"]
     assert (mean, count) == (pytest.approx(1.0), 2) and std == pytest.approx(2 ** 1.5)  # +3 and -1
     assert rows["batchsampler, t=0.1"]["knn_accuracy_paired"][0] == pytest.approx(-1.0)
@@ -123,6 +125,9 @@ def test_paired_table_pairs_arms_with_the_uniform_run_of_their_temperature_and_s
     assert rows["batchsampler (target=0.05), t=0.5"]["epochs_on_target"] == (1, 2)
     assert rows["batchsampler (target=0.05), t=0.5"]["walked_on_target"] == (1, 2)  # 0.14 and 0.24
     assert rows["batchsampler, t=0.5"]["epochs_on_target"] is None
+    # Two uniform epochs first: only epoch 2 walked (0.2, 0.24 as walked; neither within 0.1 of 0.05).
+    late = rows["batchsampler (target=0.05, warmup=2), t=0.5"]
+    assert late["relative_hardness"] == pytest.approx(0.2) and late["epochs_on_target"] == (0, 1)
     assert module["main"]([str(tmp_path / "a"), "--output", str(tmp_path / "t.md")]) == 0
     assert "| batchsampler, t=0.5 | 2 | 62.00 ± 1.00 | 63.0 / 61.0 | +1.00 ± 2.83 (2) |" in (tmp_path / "t.md").read_text()
 
