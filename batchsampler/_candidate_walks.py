@@ -81,7 +81,8 @@ class CandidateWalksMixin:
         Choosing for the epoch so far lets a late group make up for an early one; counting the
         rest keeps an early group of an exactly-once epoch from taking the target for itself
         when the leftovers after it will be easier (choosing for the epoch so far alone left
-        multi-group epochs under the target: IMDB-BINARY, the digits at B = 32). The loop is bounded by ``len(streams)``.
+        multi-group epochs under the target: IMDB-BINARY, the digits at B = 32). The loop is
+        bounded by ``len(streams)``.
         """
         # One candidate needs no references (a sampler without a target never measures them).
         vectors = self._reseed_vectors() if len(streams) > 1 else None

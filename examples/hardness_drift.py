@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from batchsampler._io import write_text
 from batchsampler.diagnostics.plots import save_png
-from batchsampler.hardness import epoch_profile, hardness_scale, mean_pair_similarity
+from batchsampler.hardness import HardnessScale, epoch_profile, mean_pair_similarity
 
 logger = logging.getLogger("hardness_drift")
 
@@ -53,14 +53,13 @@ ON_TARGET = 0.1
 """The tolerance of issue 15's criterion: within 0.1 of the target."""
 
 
-def _relative(bank: np.ndarray, batches: list[list[int]], batch_size: int) -> float:
+def _profile(bank: np.ndarray, batches: list[list[int]], batch_size: int) -> dict:
     # The integrations' measure (integrations._arms.epoch_hardness): references with rng 0.
-    return float(epoch_profile(bank, batches, batch_size, np.random.default_rng(0))["relative_hardness"])
+    return epoch_profile(bank, batches, batch_size, np.random.default_rng(0))
 
 
-def _other_walks(bank: np.ndarray, walks: list[list[int]], batch_size: int, num_batches: int) -> list[float]:
-    """Relative hardness of each whole epoch in ``walks`` (consecutive runs of ``num_batches``)."""
-    scale = hardness_scale(bank, batch_size, np.random.default_rng(0))
+def _other_walks(bank: np.ndarray, walks: list[list[int]], scale: HardnessScale, num_batches: int) -> list[float]:
+    """Relative hardness on ``scale`` of each whole epoch in ``walks`` (runs of ``num_batches``)."""
     return [scale.relative(mean_pair_similarity(bank, walks[i : i + num_batches]))
             for i in range(0, len(walks) - num_batches + 1, num_batches)]
 
@@ -79,10 +78,12 @@ def follow_run(train: Callable[[StepCallback], dict], encode: Callable[[Any], np
         if state["walks"] is None:
             return
         banks, batches = [state["start"], *state["banks"]], state["batches"]
+        profiles = [_profile(bank, batches, batch_size) for bank in banks]
+        start, end = (HardnessScale(**profiles[i]["scale"]) for i in (0, -1))  # references measured once per bank
         state["epochs"].append({
-            "trajectory": [_relative(bank, batches, batch_size) for bank in banks],
-            "other_walks_start": _other_walks(banks[0], state["walks"], batch_size, len(batches)),
-            "other_walks_end": _other_walks(banks[-1], state["walks"], batch_size, len(batches)),
+            "trajectory": [float(profile["relative_hardness"]) for profile in profiles],
+            "other_walks_start": _other_walks(banks[0], state["walks"], start, len(batches)),
+            "other_walks_end": _other_walks(banks[-1], state["walks"], end, len(batches)),
         })
 
     def on_step(epoch: int, step: int, indices: torch.Tensor, model, sampler) -> None:
