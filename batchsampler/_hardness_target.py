@@ -66,7 +66,6 @@ class HardnessTargetMixin(CandidateWalksMixin):
         self._aim_of_build: tuple[tuple[int, ...], float] | None = None
         self._hardness_position: float | None = None  # where the next search starts
         self._history_epoch: int | None = None
-        self._host_vectors: tuple[int, np.ndarray] | None = None
 
     def _record_epoch_hardness(self, epoch: int, resumed: bool) -> None:
         """At the start of ``epoch``: measure the epoch that just ended into ``hardness_history``."""
@@ -249,16 +248,10 @@ class HardnessTargetMixin(CandidateWalksMixin):
             self._hardness_position = float(hardness["position"])
 
     def _reseed_vectors(self) -> np.ndarray | None:
-        """The bank as float32 host rows for guided re-seeds: the bank itself when it is one,
-        else a copy taken when the graph in use was swapped in."""
-        bank = self.bank
-        if bank.embeddings is None:
-            return None
-        if not bank.on_device and bank.dtype == np.float32:
-            return bank.embeddings
-        if self._host_vectors is None or self._host_vectors[0] != self.graph_version:
-            self._host_vectors = (self.graph_version, np.asarray(bank.numpy(), dtype=np.float32))
-        return self._host_vectors[1]
+        """The bank's rows as they are now, float32 on the host (:meth:`EmbeddingBank.host_float32
+        <batchsampler.bank.EmbeddingBank.host_float32>`): the same rows on a CPU or device bank,
+        so that a seed walks the same batches wherever the bank lives."""
+        return self.bank.host_float32()
 
     def measure_epoch_hardness(self) -> dict[str, Any] | None:
         """Relative hardness of the batches produced in the current (or last) epoch, on the bank now.

@@ -40,7 +40,8 @@ class EmbeddingBank:
     Attributes:
         embeddings: ``[N, d]`` array of ``dtype`` (``None`` before the first update), or a
             torch tensor on :attr:`device` for a device bank (:meth:`numpy` gives a NumPy copy
-            either way); rows never updated are zero and flagged False in :attr:`seen`.
+            either way, :meth:`host_float32` float32 host rows kept current); rows never
+            updated are zero and flagged False in :attr:`seen`.
         device: the ``torch.device`` of the rows (``None`` until the first update decides).
         seen: bool ``[N]``, True for rows written at least once.
         updates: number of :meth:`update` calls so far (the bank's clock).
@@ -54,6 +55,10 @@ class EmbeddingBank:
             raise ValueError(f"dtype must be float32 or float16, got {dtype}")
         self.dtype = dtype
         self.device = None
+        # The float32 host mirror of host_float32() (None until first asked for), and the rows
+        # written since it was last brought up to date.
+        self._mirror: np.ndarray | None = None
+        self._stale_rows: np.ndarray | None = None
         if device is not None:
             from ._torch_build import resolve_device
 
@@ -91,6 +96,48 @@ class EmbeddingBank:
             return self.embeddings
         return self.embeddings.cpu().numpy()
 
+    def host_float32(self) -> np.ndarray | None:
+        """The rows as they are now, as a float32 ``[N, d]`` NumPy array (``None`` before the
+        first update). Read-only for the caller.
+
+        A float32 CPU bank returns itself. Any other bank (float16, or on a device) keeps a
+        float32 host mirror: the first call copies every row, later calls copy only the rows
+        written since, so that code reading the bank on the host (the hardness target's
+        candidate walks, guided re-seeds, :meth:`BatchSampler.measure_epoch_hardness
+        <batchsampler.BatchSampler.measure_epoch_hardness>`) sees the same rows wherever the
+        bank lives, at the cost of the changed rows' transfer.
+        """
+        if self.embeddings is None:
+            return None
+        if not self.on_device and self.dtype == np.float32:
+            return self.embeddings
+        if self._mirror is None:
+            # Always a copy of its own: numpy() of a tensor on the CPU shares the tensor's memory.
+            self._mirror = np.array(self.numpy(), dtype=np.float32, copy=True)
+            self._stale_rows = np.zeros(self.num_instances, dtype=bool)
+            return self._mirror
+        rows = np.flatnonzero(self._stale_rows)
+        if rows.size:
+            if self.on_device:
+                import torch
+
+                fresh = self.embeddings[torch.from_numpy(rows).to(self.device)].float().cpu().numpy()
+            else:
+                fresh = self.embeddings[rows]
+            self._mirror[rows] = fresh
+            self._stale_rows[rows] = False
+        return self._mirror
+
+    def _forget_mirror(self) -> None:
+        self._mirror, self._stale_rows = None, None
+
+    def _mark_written(self, rows: np.ndarray) -> None:
+        self.seen[rows] = True
+        self.last_update[rows] = self.updates
+        self.updates += 1
+        if self._stale_rows is not None:
+            self._stale_rows[rows] = True
+
     def settle_device(self, embeddings: Any) -> None:
         """Decide :attr:`device` from ``embeddings`` unless decided: a tensor's device, else the CPU.
 
@@ -109,6 +156,7 @@ class EmbeddingBank:
         self.device = _concrete(device)
         if self.embeddings is not None and self.on_device:
             self.embeddings = self._to_storage(self.embeddings)
+            self._forget_mirror()
 
     def _to_storage(self, values: np.ndarray) -> Any:
         """Checked NumPy rows of ``dtype`` in this bank's storage (a tensor on a device bank)."""
@@ -150,9 +198,7 @@ class EmbeddingBank:
         if self.embeddings is None:
             self.embeddings = np.zeros((self.num_instances, values.shape[1]), dtype=self.dtype)
         self.embeddings[rows] = values
-        self.seen[rows] = True
-        self.last_update[rows] = self.updates
-        self.updates += 1
+        self._mark_written(rows)
 
     def _update_tensor(self, rows: np.ndarray, embeddings: Any) -> None:
         """:meth:`update` of a device bank: checked and written on the device."""
@@ -180,9 +226,7 @@ class EmbeddingBank:
         if self.embeddings is None:
             self.embeddings = torch.zeros((self.num_instances, values.shape[1]), dtype=values.dtype, device=self.device)
         self.embeddings[torch.from_numpy(rows).to(self.device)] = values
-        self.seen[rows] = True
-        self.last_update[rows] = self.updates
-        self.updates += 1
+        self._mark_written(rows)
 
     def _cast_tensor(self, name: str, values: Any) -> Any:
         """:meth:`_cast` for a tensor on the device: the same check and message."""
@@ -263,6 +307,7 @@ class EmbeddingBank:
             if device_type == "cpu" or torch.cuda.is_available():
                 self.device = _concrete(torch.device(device_type))
         self.embeddings = None if embeddings is None else self._to_storage(embeddings)
+        self._forget_mirror()
 
     def snapshot(self) -> tuple[Any, np.ndarray]:
         """Copies of ``(embeddings, seen)``, for a build that must not see later updates

@@ -295,8 +295,13 @@ def test_cuda_without_a_gpu_is_a_clear_error():
 
 @pytest.fixture
 def tensor_bank(monkeypatch):
-    """Device banks on the CPU: the bank stores a torch tensor and builds take the torch path."""
+    """Device banks on the CPU: the bank stores a torch tensor and builds take the torch path.
+
+    ``numpy()`` copies, as it does off the CPU (a CPU tensor's ``.numpy()`` would share the
+    bank's memory and hide whether host code reads the rows as they are now)."""
     monkeypatch.setattr(bank_module, "_torch_storage", lambda device: True)
+    numpy = EmbeddingBank.numpy
+    monkeypatch.setattr(EmbeddingBank, "numpy", lambda self: None if (rows := numpy(self)) is None else rows.copy())
 
 
 def test_cpu_device_keeps_the_numpy_bank_and_build():
@@ -402,6 +407,82 @@ def test_sampler_on_a_device_bank_gives_the_numpy_batches(tensor_bank, cls):
     assert got == expected
     reference.close()
     sampler.close()
+
+
+def _moved(x, batch, epoch: int):
+    """``batch``'s rows as the ``epoch``-th update writes them: shifted along a fixed direction,
+    which changes their cosines with one another (a rotation of the rows would not)."""
+    return x[np.asarray(batch)] + 400.0 * (epoch + 1) * np.linspace(-1, 1, x.shape[1], dtype=np.float32)
+
+
+def _train_moving(sampler, x, *, tensors: bool, epochs: int = 2):
+    """As :func:`_train`, but each update moves the rows (:func:`_moved`), so that the bank's
+    cosines change within an epoch, as a projection bank's do in training."""
+    as_input = (lambda a: torch.from_numpy(np.ascontiguousarray(a))) if tensors else (lambda a: a)
+    for start in range(0, x.shape[0], 100):
+        rows = np.arange(start, min(x.shape[0], start + 100))
+        sampler.update(as_input(rows), as_input(x[rows]))
+    sampler.refresh()
+    batches = []
+    for epoch in range(epochs):
+        for batch in sampler:
+            batches.append(batch)
+            sampler.update(as_input(np.asarray(batch)), as_input(_moved(x, batch, epoch)))
+    return batches
+
+
+# Every option that reads the bank on the host while an epoch is walked.
+_HOST_READS = [
+    dict(target_hardness=0.5, candidate_walks=4),
+    dict(target_hardness=0.5, replacement=True, candidate_walks=3),
+    dict(reseed_candidates=4),
+]
+
+
+@pytest.mark.parametrize("options", _HOST_READS)
+def test_hardness_target_and_reseeds_walk_the_numpy_batches_on_a_device_bank(tensor_bank, options):
+    # Three groups of 16 batches an epoch, one graph an epoch: later groups are chosen on rows
+    # written since the graph was built, which a device bank must read as a CPU bank does.
+    x = _integer_rows(700, seed=12)
+    options = dict(k=5, m=50, seed=3, warmup_epochs=0, swap_delay=2, **options)
+    bank_module._torch_storage = lambda device: False
+    reference = BatchSampler(700, 16, **options)
+    expected = _train_moving(reference, x, tensors=False)
+    expected_hardness = reference.measure_epoch_hardness()
+    reference.close()
+    bank_module._torch_storage = lambda device: True
+    sampler = BatchSampler(700, 16, device="cpu", **options)
+    got = _train_moving(sampler, x, tensors=True)
+    assert isinstance(sampler.bank.embeddings, torch.Tensor)
+    assert got == expected
+    assert sampler.measure_epoch_hardness() == expected_hardness  # on the rows now, as on a CPU bank
+    sampler.close()
+
+
+def test_resumed_target_sampler_on_a_device_bank_walks_the_uninterrupted_epoch(tensor_bank, tmp_path):
+    x = _integer_rows(700, seed=14) / 1000
+    # Groups of 4 batches: every group after the checkpoint is chosen on rows written before it.
+    options = dict(k=5, m=50, seed=5, warmup_epochs=0, swap_delay=2, target_hardness=0.5, candidate_walks=4,
+                   lockstep_batches=4, device="cpu", bank_dtype=np.float16)
+
+    def train(sampler, batches):
+        for batch in batches:
+            yield batch
+            sampler.update(torch.tensor(batch), torch.from_numpy(_moved(x, batch, 1)))
+
+    sampler = BatchSampler(700, 16, **options)
+    _train_moving(sampler, x, tensors=True, epochs=1)
+    iterator = iter(sampler)
+    for _ in train(sampler, (next(iterator) for _ in range(22))):  # half a group in
+        pass
+    path = sampler.save(tmp_path / "ckpt")
+    rest = list(train(sampler, iterator))
+    restored = BatchSampler(700, 16, **options)
+    restored.load(path)
+    assert len(rest) == len(sampler) - 22
+    assert list(train(restored, restored)) == rest
+    sampler.close()
+    restored.close()
 
 
 def test_checkpoint_round_trip_with_a_device_bank(tensor_bank, tmp_path):
