@@ -34,7 +34,7 @@ from ...diagnostics.plots import save_png
 from .. import require_extra
 from .._arms import add_run_flags, arm_key, arm_label, check_target_flag
 
-__all__ = ["PAPER_ACCURACY", "run_grid", "markdown_table", "main"]
+__all__ = ["PAPER_ACCURACY", "main", "markdown_table", "run_grid"]
 
 logger = logging.getLogger(__name__)
 

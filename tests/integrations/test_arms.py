@@ -6,9 +6,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-
 from batchsampler.integrations._arms import (
-    BANK_SPACES, arm_key, arm_label, bank_rows, check_bank, check_run_options, sampler_extras,
+    BANK_SPACES,
+    arm_key,
+    arm_label,
+    bank_rows,
+    check_bank,
+    check_run_options,
+    sampler_extras,
 )
 
 
@@ -119,9 +124,9 @@ def test_arms_differ_by_their_settings_and_old_records_read_as_defaults():
 
 def test_epoch_hardness_puts_batches_on_the_relative_scale():
     import numpy as np
+    from batchsampler.integrations._arms import epoch_hardness
 
     from batchsampler import BatchSampler, UniformBatchSampler
-    from batchsampler.integrations._arms import epoch_hardness
 
     rng = np.random.default_rng(0)
     bank = (np.repeat(rng.normal(size=(12, 6)), 20, axis=0) + 0.05 * rng.normal(size=(240, 6))).astype(np.float32)

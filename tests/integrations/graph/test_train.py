@@ -1,8 +1,9 @@
+import types
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from batchsampler.integrations.graph import GraphCLConfig, train_graphcl
 from batchsampler.integrations.graph.train import sampler_options
 
@@ -104,7 +105,7 @@ def test_encoded_bank_is_the_eval_mode_encoding_after_every_epoch(tu_root, monke
     from batchsampler.integrations.graph.data import load_tu_dataset
 
     dataset = load_tu_dataset("MUTAG", tu_root)
-    banks, encodings = [], []
+    encodings = []
     real_embed = graph_train.embed_graphs
 
     def spy(model, graphs, batch_size=256):
@@ -124,19 +125,24 @@ def test_encoded_bank_is_the_eval_mode_encoding_after_every_epoch(tu_root, monke
     assert result["epochs"][1]["graph_k"] is not None  # epoch 1 walked a graph built from the encoding
 
 
-def test_on_step_sees_every_step_in_order_and_leaves_training_unchanged(mutag, no_svm):
+def test_on_step_sees_every_step_in_order_and_leaves_training_unchanged(mutag, no_svm, monkeypatch):
+    from batchsampler.integrations.graph import train as train_module
     from batchsampler.integrations.graph.train import embed_graphs
 
     config = GraphCLConfig(sampler="batchsampler", bank="encoded", epochs=2, batch_size=64, hidden=8, num_layers=2)
     plain = train_graphcl(mutag, config)
-    seen = []
+    seen, clock = [], [0.0]
+    # A clock that moves only in the callback: train_seconds must not count the callback's time.
+    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
 
     def on_step(epoch, step, indices, model, sampler):
         assert model.training  # called after the step, before the next forward
         seen.append((epoch, step, indices.tolist(), sampler.graph_version))
         embed_graphs(model, [mutag[i] for i in range(len(mutag))])  # eval mode; train_graphcl restores it
+        clock[0] += 1000.0
 
     followed = train_graphcl(mutag, config, on_step=on_step)
+    assert clock[0] == 6000.0 and followed["train_seconds"] == 0.0
     assert [(epoch, step) for epoch, step, _, _ in seen] == [(e, s) for e in range(2) for s in range(3)]
     for epoch in range(2):  # the step's indices are the epoch's batches, which cover the dataset once
         indices = [i for e, _, batch, _ in seen if e == epoch for i in batch]

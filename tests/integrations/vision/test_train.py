@@ -1,7 +1,8 @@
+import types
+
 import pytest
 import torch
 import torch.nn.functional as F
-
 from batchsampler.integrations.vision import SimCLRConfig, train_simclr
 from batchsampler.integrations.vision.train import sampler_options
 
@@ -125,20 +126,26 @@ def test_bad_run_options_are_refused_before_any_work(patterns, monkeypatch, bad,
         train_simclr(train, test, SimCLRConfig(**{**TINY, **bad}))
 
 
-def test_on_step_sees_every_step_and_leaves_training_unchanged(patterns):
+def test_on_step_sees_every_step_and_leaves_training_unchanged(patterns, monkeypatch):
+    from batchsampler.integrations.vision import train as train_module
     from batchsampler.integrations.vision.evaluate import embed_images
 
     train, test = patterns
     config = SimCLRConfig(sampler="batchsampler", bank="encoded", linear_probe=False, **TINY)
     plain = train_simclr(train, test, config)
-    seen = []
+    seen, clock = [], [0.0]
+    # A clock that moves only in the callback: no reported time may count the callback's.
+    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
 
     def on_step(epoch, step, indices, model, sampler):
         assert model.training
         seen.append((epoch, step, len(indices)))
         embed_images(model, train.images, device="cpu")  # eval mode; train_simclr restores train mode
+        clock[0] += 1000.0
 
     followed = train_simclr(train, test, config, on_step=on_step)
+    assert clock[0] == 6000.0
+    assert followed["train_seconds"] == followed["monitor_seconds"] == followed["eval_seconds"] == 0.0
     assert seen == [(e, s, 32) for e in range(2) for s in range(3)]  # 96 images, B = 32
     assert [e["loss"] for e in followed["epochs"]] == [e["loss"] for e in plain["epochs"]]
     assert followed["knn_accuracy"] == plain["knn_accuracy"]
