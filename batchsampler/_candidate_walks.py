@@ -65,38 +65,47 @@ class CandidateWalksMixin:
         self,
         walk: Callable[[np.ndarray, np.random.Generator, WalkStats], list[list[int]]],
         used: np.ndarray,
-        streams: list[np.random.SeedSequence],
+        stream: Callable[[int], np.random.SeedSequence],
         after: int,
     ) -> list[list[int]]:
         """The batches of the candidate walk that brings the epoch closest to ``target_hardness``.
 
         ``walk(used, rng, stats)`` grows one candidate from a copy of ``used`` (marking it), the
-        batches before ``after``. The epoch so far (``_history``), the candidate's batches and
-        what the batches from ``after`` on are expected to add (from the calibration's simulated
-        epoch, :meth:`_expected_rest`) are measured together on the bank, on the references of
-        the graph in use, and the first candidate closest to :attr:`hardness_aim` is kept: its
-        marks go to ``used`` and its counters to ``walk_stats``. ``streams[0]`` is the stream of
-        a walk without candidates, so ``candidate_walks=1`` walks exactly as before.
+        batches before ``after``; candidate ``r`` draws from ``stream(r)``. The epoch so far
+        (``_history``), the candidate's batches and what the batches from ``after`` on are
+        expected to add (from the calibration's simulated epoch, :meth:`_expected_rest`) are
+        measured together on the bank, on the references of the graph in use, and the first
+        candidate closest to :attr:`hardness_aim` is kept: its marks go to ``used`` and its
+        counters to ``walk_stats``. ``stream(0)`` is the stream of a walk without candidates, so
+        ``candidate_walks=1`` walks exactly as before.
+
+        ``candidate_walks`` candidates are walked; then, up to ``max_candidate_walks``, more
+        while the closest is farther than ``hardness_tolerance / 2`` from the aim and the
+        calibration found a setting within ``hardness_tolerance`` of it (an aim out of the
+        graph's reach is not chased). The loop is bounded by ``max_candidate_walks``.
 
         Choosing for the epoch so far lets a late group make up for an early one; counting the
         rest keeps an early group of an exactly-once epoch from taking the target for itself
         when the leftovers after it will be easier (choosing for the epoch so far alone left
-        multi-group epochs under the target: IMDB-BINARY, the digits at B = 32). The loop is
-        bounded by ``len(streams)``.
+        multi-group epochs under the target: IMDB-BINARY, the digits at B = 32).
         """
         # One candidate needs no references (a sampler without a target never measures them).
-        vectors = self._reseed_vectors() if len(streams) > 1 else None
+        vectors = self._reseed_vectors() if self.max_candidate_walks > 1 else None
         scale = self._graph_scale(vectors)
         if scale is None:
-            return walk(used, np.random.default_rng(streams[0]), self.walk_stats)
+            return walk(used, np.random.default_rng(stream(0)), self.walk_stats)
         vectors, seen = _check_inputs(vectors, self.bank.seen)
         base_total, base_pairs = _pair_sums(vectors, self._history, seen)
         rest_total, rest_pairs = self._rest_after(after)
         base_total, base_pairs = base_total + rest_total, base_pairs + rest_pairs
+        limit = self.max_candidate_walks if self._aim_within_reach() else self.candidate_walks
+        band = self.hardness_tolerance / 2
         best: tuple[float, list[list[int]], np.ndarray, WalkStats] | None = None
-        for stream in streams:
+        for r in range(limit):
+            if r >= self.candidate_walks and best[0] <= band:
+                break
             trial, stats = used.copy(), WalkStats()
-            batches = walk(trial, np.random.default_rng(stream), stats)
+            batches = walk(trial, np.random.default_rng(stream(r)), stats)
             total, pairs = _pair_sums(vectors, batches, seen)
             value = scale.relative((base_total + total) / (base_pairs + pairs)) if base_pairs + pairs else math.nan
             distance = abs(value - self._hardness_aim) if math.isfinite(value) else math.inf
@@ -107,3 +116,11 @@ class CandidateWalksMixin:
         for name in ("steps", "restarts", "reseeds"):
             setattr(self.walk_stats, name, getattr(self.walk_stats, name) + getattr(stats, name))
         return batches
+
+    def _aim_within_reach(self) -> bool:
+        """Whether the graph in use was calibrated within ``hardness_tolerance`` of the aim."""
+        hardness = self.graph.build_params.get("hardness") if self.graph is not None else None
+        if not isinstance(hardness, dict):
+            return False
+        value, aim = hardness.get("relative_hardness"), hardness.get("aim")
+        return value is not None and aim is not None and abs(float(value) - float(aim)) <= self.hardness_tolerance

@@ -43,20 +43,24 @@ def default_candidate_walks(num_batches: int) -> int:
 
 def check_hardness_settings(
     target_hardness: Any, hardness_tolerance: Any, calibration_builds: Any, reseed_candidates: Any, backend: str,
-    candidate_walks: Any = None, drift_epochs: Any = DEFAULT_DRIFT_EPOCHS,
-) -> tuple[float | None, float, int, int, int | None, int]:
+    candidate_walks: Any = None, drift_epochs: Any = DEFAULT_DRIFT_EPOCHS, max_candidate_walks: Any = None,
+) -> tuple[float | None, float, int, int, int | None, int, int | None]:
     """The checked ``(target_hardness, hardness_tolerance, calibration_builds, reseed_candidates,
-    candidate_walks, drift_epochs)``; ``candidate_walks`` stays ``None`` with a target (its
-    default depends on the epoch's length, see :func:`default_candidate_walks`) and is 1 without
-    one.
+    candidate_walks, drift_epochs, max_candidate_walks)``; ``candidate_walks`` stays ``None``
+    with a target (its default depends on the epoch's length, see
+    :func:`default_candidate_walks`) and is 1 without one; ``max_candidate_walks`` stays
+    ``None`` (``candidate_walks``) unless given. Whether it is at least ``candidate_walks`` is
+    checked once the epoch's length is known.
 
     Raises:
         ValueError: ``target_hardness`` outside ``[0, 1]`` or with a ``backend`` other than
             ``"random"``, ``hardness_tolerance`` outside ``(0, 1]``, ``calibration_builds < 1``,
-            ``reseed_candidates < 0``, ``candidate_walks < 1``, ``candidate_walks > 1``
-            without a ``target_hardness`` (there is nothing to choose by), or ``drift_epochs < 0``.
-        TypeError: non-integer ``calibration_builds``, ``reseed_candidates``, ``candidate_walks``
-            or ``drift_epochs``.
+            ``reseed_candidates < 0``, ``candidate_walks < 1``, ``candidate_walks > 1`` or
+            ``max_candidate_walks > 1`` without a ``target_hardness`` (there is nothing to
+            choose by), ``max_candidate_walks < 1``, ``max_candidate_walks < candidate_walks``
+            (both given), or ``drift_epochs < 0``.
+        TypeError: non-integer ``calibration_builds``, ``reseed_candidates``, ``candidate_walks``,
+            ``max_candidate_walks`` or ``drift_epochs``.
     """
     if target_hardness is not None:
         target_hardness = check_probability("target_hardness", target_hardness)
@@ -81,5 +85,15 @@ def check_hardness_settings(
             raise ValueError(
                 f"candidate_walks > 1 chooses walks by target_hardness, which is None; got {candidate_walks}"
             )
+    if max_candidate_walks is not None:
+        max_candidate_walks = check_int("max_candidate_walks", max_candidate_walks, low=1)
+        if max_candidate_walks > 1 and target_hardness is None:
+            raise ValueError(
+                f"max_candidate_walks > 1 chooses walks by target_hardness, which is None; got {max_candidate_walks}"
+            )
+        if candidate_walks is not None and max_candidate_walks < candidate_walks:
+            raise ValueError(
+                f"max_candidate_walks must be >= candidate_walks ({candidate_walks}), got {max_candidate_walks}"
+            )
     return target_hardness, float(hardness_tolerance), calibration_builds, reseed_candidates, candidate_walks, (
-        drift_epochs)
+        drift_epochs), max_candidate_walks

@@ -45,13 +45,19 @@ class HardnessTargetMixin(CandidateWalksMixin):
 
     def _init_hardness(
         self, target_hardness: float | None, hardness_tolerance: float, calibration_builds: int,
-        reseed_candidates: int, candidate_walks: int | None, drift_epochs: int,
+        reseed_candidates: int, candidate_walks: int | None, drift_epochs: int, max_candidate_walks: int | None,
     ) -> None:
         self.target_hardness = target_hardness
         self.hardness_tolerance = hardness_tolerance
         self.calibration_builds = calibration_builds
         self.reseed_candidates = reseed_candidates
         self.candidate_walks = default_candidate_walks(len(self)) if candidate_walks is None else candidate_walks
+        if max_candidate_walks is not None and max_candidate_walks < self.candidate_walks:
+            raise ValueError(
+                f"max_candidate_walks must be >= candidate_walks ({self.candidate_walks}, the default for "
+                f"{len(self)} batches an epoch), got {max_candidate_walks}"
+            )
+        self.max_candidate_walks = self.candidate_walks if max_candidate_walks is None else max_candidate_walks
         self.drift_epochs = drift_epochs
         self._scale_of_graph: tuple[int, HardnessScale] | None = None
         self.hardness_history: list[dict[str, Any]] = []
@@ -161,7 +167,7 @@ class HardnessTargetMixin(CandidateWalksMixin):
             return graph.symmetrize() if self.symmetrize else graph
 
         # Each setting's simulated epoch, kept where the candidate walks count the rest of an epoch.
-        counts_rest = self.candidate_walks > 1 and not self.replacement
+        counts_rest = self.max_candidate_walks > 1 and not self.replacement
         simulated: dict[tuple[int, int], list[list[int]]] = {}
 
         def simulate(graph: ProximityGraph) -> list[list[int]]:

@@ -132,6 +132,14 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
             the aim stays at the target, up to measurement noise. Off by default: on GraphCL/MUTAG
             and SimCLR the gap is mostly noise plus one large first walked epoch, and aiming
             for the last 3 epochs' gap widened the spread of the measured epochs.
+        max_candidate_walks: with a ``target_hardness``, the most candidate walks of a group:
+            after ``candidate_walks`` candidates, more are walked, up to this many, while the
+            closest is farther than ``hardness_tolerance / 2`` from the aim and the graph's
+            calibration came within ``hardness_tolerance`` of it (an aim out of the graph's
+            reach is not chased). ``None`` (default): ``candidate_walks``, no more. For short
+            epochs of large batches (a batch a large share of ``N``), where one walk's relative
+            hardness spreads widely: GraphCL on MUTAG at B = 128 (2 batches an epoch) holds every
+            epoch within 0.1 with 64, not with the default 8 (see ``examples/RESULTS.md``).
 
     Raises:
         ValueError: ``batch_size`` outside ``[1, N]``, ``k < 1``, ``k >= N``, ``m < k``,
@@ -140,8 +148,9 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
             ``embeddings`` (non-2-D, NaN/inf, row count other than ``N``), ``target_hardness``
             outside ``[0, 1]`` or with another backend than ``"random"``,
             ``hardness_tolerance`` outside ``(0, 1]``, ``calibration_builds < 1``,
-            ``reseed_candidates < 0``, ``candidate_walks < 1``, ``candidate_walks > 1``
-            without a ``target_hardness``, or ``drift_epochs < 0``.
+            ``reseed_candidates < 0``, ``candidate_walks < 1``, ``candidate_walks > 1`` or
+            ``max_candidate_walks > 1`` without a ``target_hardness``,
+            ``max_candidate_walks < candidate_walks``, or ``drift_epochs < 0``.
         TypeError: non-integer sizes or non-bool flags.
     """
 
@@ -177,12 +186,12 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
         reseed_candidates: int | None = None,
         candidate_walks: int | None = None,
         drift_epochs: int = DEFAULT_DRIFT_EPOCHS,
+        max_candidate_walks: int | None = None,
     ) -> None:
-        target_hardness, hardness_tolerance, calibration_builds, reseed_candidates, candidate_walks, drift_epochs = (
-            check_hardness_settings(
-                target_hardness, hardness_tolerance, calibration_builds, reseed_candidates, backend, candidate_walks,
-                drift_epochs,
-            )
+        (target_hardness, hardness_tolerance, calibration_builds, reseed_candidates, candidate_walks, drift_epochs,
+         max_candidate_walks) = check_hardness_settings(
+            target_hardness, hardness_tolerance, calibration_builds, reseed_candidates, backend, candidate_walks,
+            drift_epochs, max_candidate_walks,
         )
         super().__init__(
             data, batch_size, k=k, m=m, refresh_every=refresh_every, warmup_epochs=warmup_epochs,
@@ -202,7 +211,8 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
         self.symmetrize = check_bool("symmetrize", symmetrize)
         self.lockstep_batches = check_int("lockstep_batches", lockstep_batches, low=1)
         self._init_hardness(
-            target_hardness, hardness_tolerance, calibration_builds, reseed_candidates, candidate_walks, drift_epochs
+            target_hardness, hardness_tolerance, calibration_builds, reseed_candidates, candidate_walks, drift_epochs,
+            max_candidate_walks,
         )
         self._finish_init()
 
@@ -240,7 +250,7 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
             "lockstep_batches": self.lockstep_batches, "target_hardness": self.target_hardness,
             "hardness_tolerance": self.hardness_tolerance, "calibration_builds": self.calibration_builds,
             "reseed_candidates": self.reseed_candidates, "candidate_walks": self.candidate_walks,
-            "drift_epochs": self.drift_epochs,
+            "max_candidate_walks": self.max_candidate_walks, "drift_epochs": self.drift_epochs,
         }
 
     def _on_epoch_start(self, epoch: int, resumed: bool) -> None:
@@ -275,26 +285,27 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
         return batch
 
     def _chosen_batch(self, epoch: int, index: int, used: np.ndarray) -> list[int]:
-        if not (self.replacement and self.candidate_walks > 1 and self.graph is not None):
+        if not (self.replacement and self.max_candidate_walks > 1 and self.graph is not None):
             return super()._next_batch(epoch, index, used)
         # Independent batches, chosen one at a time for the epoch so far (see _closest_walk).
-        streams = [np.random.SeedSequence([self.seed, EPOCH_STREAM, epoch, index, *([r] if r else [])])
-                   for r in range(self.candidate_walks)]
+        def stream(r: int) -> np.random.SeedSequence:
+            return np.random.SeedSequence([self.seed, EPOCH_STREAM, epoch, index, *([r] if r else [])])
 
         def walk(candidate_used: np.ndarray, rng: np.random.Generator, stats: WalkStats) -> list[list[int]]:
             return [walk_batch(self.graph, candidate_used, self.global_batch_size, self.current_restart_prob, rng,
                                max_fruitless_steps=self.max_fruitless_steps, stats=stats)]
 
-        [batch] = self._closest_walk(walk, np.zeros(self.num_instances, dtype=bool), streams, index + 1)
+        [batch] = self._closest_walk(walk, np.zeros(self.num_instances, dtype=bool), stream, index + 1)
         return self._padded(batch)
 
     def _collect_group(self, used: np.ndarray, sizes: list[int], epoch: int, first: int) -> list[list[int]]:
-        if self.graph is None or (len(sizes) == 1 and not self.reseed_candidates and self.candidate_walks == 1):
+        if self.graph is None or (len(sizes) == 1 and not self.reseed_candidates and self.max_candidate_walks == 1):
             return super()._collect_group(used, sizes, epoch, first)
         # The group's own stream; the trailing length keeps it apart from batch ``first``'s.
         # Candidate r > 0 appends r, so that candidate 0 is the walk without candidates.
-        streams = [np.random.SeedSequence([self.seed, EPOCH_STREAM, epoch, first, len(sizes), *([r] if r else [])])
-                   for r in range(self.candidate_walks)]
+        def stream(r: int) -> np.random.SeedSequence:
+            return np.random.SeedSequence([self.seed, EPOCH_STREAM, epoch, first, len(sizes), *([r] if r else [])])
+
         vectors = self._reseed_vectors() if self.reseed_candidates else None
 
         def walk(candidate_used: np.ndarray, rng: np.random.Generator, stats: WalkStats) -> list[list[int]]:
@@ -305,7 +316,7 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
                 vectors=vectors, reseed_candidates=self.reseed_candidates,
             )
 
-        return self._closest_walk(walk, used, streams, first + len(sizes))
+        return self._closest_walk(walk, used, stream, first + len(sizes))
 
     def __repr__(self) -> str:
         return (

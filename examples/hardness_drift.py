@@ -128,7 +128,8 @@ def graph_runs(args: argparse.Namespace) -> Iterator[tuple[Callable, Callable, i
     graphs = [dataset[i] for i in range(len(dataset))]
     for seed in range(args.seeds):
         config = GraphCLConfig(seed=seed, sampler="batchsampler", epochs=args.epochs, batch_size=args.batch_size,
-                               bank="encoded", target_hardness=args.target_hardness, warmup_epochs=args.warmup_epochs)
+                               bank="encoded", target_hardness=args.target_hardness, warmup_epochs=args.warmup_epochs,
+                               max_candidate_walks=args.max_candidate_walks)
         yield (lambda on_step, config=config: train_graphcl(dataset, config, on_step=on_step),
                lambda model: embed_graphs(model, graphs), seed)
 
@@ -145,7 +146,8 @@ def vision_runs(args: argparse.Namespace) -> Iterator[tuple[Callable, Callable, 
     for seed in range(args.seeds):
         config = SimCLRConfig(seed=seed, sampler="batchsampler", epochs=args.epochs, batch_size=args.batch_size,
                               temperature=args.temperature, bank="encoded", target_hardness=args.target_hardness,
-                              warmup_epochs=args.warmup_epochs, linear_probe=False, device="cpu")
+                              warmup_epochs=args.warmup_epochs, linear_probe=False, device="cpu",
+                              max_candidate_walks=args.max_candidate_walks)
         yield (lambda on_step, config=config: train_simclr(train, test, config, on_step=on_step),
                lambda model: embed_images(model, train.images, device="cpu").numpy(), seed)
 
@@ -260,6 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=0.5, help="vision: NT-Xent temperature")
     parser.add_argument("--target-hardness", type=float, default=0.5)
     parser.add_argument("--warmup-epochs", type=int, default=1, help="uniform epochs before the first walked one")
+    parser.add_argument("--max-candidate-walks", type=int, default=None, metavar="N",
+                        help="BatchSampler(max_candidate_walks=N): walk up to N candidates of a group while the "
+                             "closest misses the target by more than half the tolerance (default: none beyond the "
+                             "sampler's candidate_walks)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--output-dir", type=Path, default=Path("examples/hardness/drift"))
     parser.add_argument("--quick", action="store_true", help="1 seed, 3 epochs (vision: 512 images): a smoke run")
@@ -273,9 +279,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.seeds, args.epochs, args.train_size, args.test_size = 1, 3, min(args.train_size, 512), min(args.test_size, 256)
     if (args.seeds < 1 or args.warmup_epochs < 1 or args.epochs <= args.warmup_epochs or args.batch_size < 2
-            or args.train_size < 2 or args.test_size < 1 or not 0.0 <= args.target_hardness <= 1.0):
+            or args.train_size < 2 or args.test_size < 1 or not 0.0 <= args.target_hardness <= 1.0
+            or (args.max_candidate_walks is not None and args.max_candidate_walks < 1)):
         parser.error("--seeds >= 1, --warmup-epochs >= 1, --epochs > --warmup-epochs, --batch-size >= 2, "
-                     "--train-size >= 2, --test-size >= 1 and --target-hardness in [0, 1] are required")
+                     "--train-size >= 2, --test-size >= 1, --target-hardness in [0, 1] and "
+                     "--max-candidate-walks >= 1 are required")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logger.setLevel(logging.INFO)
     torch.set_num_threads(args.threads)

@@ -66,7 +66,7 @@ PER_STEP_BANKS = ("projection", "backbone", "both")
 
 DEFAULTS: dict[str, Any] = {
     "bank": "projection", "target_hardness": None, "replacement": False, "k": None, "m": None, "drift_epochs": 0,
-    "warmup_epochs": 1,
+    "warmup_epochs": 1, "max_candidate_walks": None,
 }
 """The settings of a run that predates them (or leaves them alone)."""
 
@@ -83,16 +83,16 @@ def check_bank(bank: Any, name: str = "bank") -> str:
 
 
 def check_run_options(config: Any) -> None:
-    """Check a run config's ``bank``, ``replacement``, ``target_hardness`` and ``drift_epochs``
-    fields (those it has).
+    """Check a run config's ``bank``, ``replacement``, ``target_hardness``, ``drift_epochs`` and
+    ``max_candidate_walks`` fields (those it has; the sampler checks ``max_candidate_walks``'s value).
 
     ``target_hardness`` is an option of the ``"batchsampler"`` sampler only: set with another
     sampler it would be silently meaningless, so it is refused.
 
     Raises:
         ValueError: on an unknown ``bank``, a ``target_hardness`` outside ``[0, 1]``, a
-            ``target_hardness`` with ``config.sampler`` other than ``"batchsampler"``, or
-            ``drift_epochs < 0``.
+            ``target_hardness`` with ``config.sampler`` other than ``"batchsampler"``,
+            ``drift_epochs < 0``, or a ``max_candidate_walks`` without a ``target_hardness``.
         TypeError: on a non-bool ``replacement``, a non-real ``target_hardness`` or a non-int
             ``drift_epochs``.
     """
@@ -106,6 +106,8 @@ def check_run_options(config: Any) -> None:
     if not isinstance(config.replacement, bool):
         raise TypeError(f"config.replacement must be a bool, got {type(config.replacement).__name__}")
     target = config.target_hardness
+    if target is None and getattr(config, "max_candidate_walks", None) is not None:
+        raise ValueError("config.max_candidate_walks is an option of a target: set config.target_hardness too")
     if target is None:
         return
     if isinstance(target, bool) or not isinstance(target, numbers.Real):
@@ -158,16 +160,19 @@ def check_target_flag(parser: Any, args: Any) -> None:
 
 
 def sampler_extras(config: Any) -> dict[str, Any]:
-    """The constructor keywords of ``replacement``, ``target_hardness`` and ``drift_epochs`` for ``config``.
+    """The constructor keywords of ``replacement``, ``target_hardness``, ``drift_epochs`` and
+    ``max_candidate_walks`` for ``config``.
 
     ``replacement`` always (every sampler takes it); ``target_hardness`` and ``drift_epochs``
     only when a target is set (and so, after :func:`check_run_options`, only for the
-    ``"batchsampler"`` sampler).
+    ``"batchsampler"`` sampler), and ``max_candidate_walks`` when it is set too.
     """
     extras: dict[str, Any] = {"replacement": config.replacement}
     if config.target_hardness is not None:
         extras["target_hardness"] = float(config.target_hardness)
         extras["drift_epochs"] = int(getattr(config, "drift_epochs", 0))
+        if getattr(config, "max_candidate_walks", None) is not None:
+            extras["max_candidate_walks"] = config.max_candidate_walks
     return extras
 
 
@@ -210,18 +215,19 @@ def _setting(config: Mapping[str, Any], name: str) -> Any:
 
 
 def arm_key(config: Mapping[str, Any]) -> tuple:
-    """``(sampler, bank, target_hardness, replacement, k, m, drift_epochs, warmup_epochs)`` of a
-    run's config dict, the key that tells arms apart (missing settings read as :data:`DEFAULTS`;
-    ``k``/``m`` ``None``: scaled to the dataset)."""
+    """``(sampler, bank, target_hardness, replacement, k, m, drift_epochs, warmup_epochs,
+    max_candidate_walks)`` of a run's config dict, the key that tells arms apart (missing settings
+    read as :data:`DEFAULTS`; ``k``/``m`` ``None``: scaled to the dataset)."""
     return (config["sampler"], _setting(config, "bank"), _setting(config, "target_hardness"),
             bool(_setting(config, "replacement")), _setting(config, "k"), _setting(config, "m"),
-            int(_setting(config, "drift_epochs")), int(_setting(config, "warmup_epochs")))
+            int(_setting(config, "drift_epochs")), int(_setting(config, "warmup_epochs")),
+            _setting(config, "max_candidate_walks"))
 
 
 def arm_label(config: Mapping[str, Any]) -> str:
     """The sampler's name plus the settings that differ from :data:`DEFAULTS`, e.g.
     ``"batchsampler (bank=backbone, target=0.3, replacement, k=8)"``; just the name for defaults."""
-    sampler, bank, target, replacement, k, m, drift, warmup = arm_key(config)
+    sampler, bank, target, replacement, k, m, drift, warmup, max_walks = arm_key(config)
     notes = []
     if bank != DEFAULTS["bank"]:
         notes.append(f"bank={bank}")
@@ -234,6 +240,8 @@ def arm_label(config: Mapping[str, Any]) -> str:
         notes.append(f"drift={drift}")
     if warmup != DEFAULTS["warmup_epochs"]:
         notes.append(f"warmup={warmup}")
+    if max_walks is not None:
+        notes.append(f"max_walks={max_walks}")
     return f"{sampler} ({', '.join(notes)})" if notes else sampler
 
 

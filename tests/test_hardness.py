@@ -284,6 +284,13 @@ def test_candidate_walks_default_follows_the_target_and_the_epoch_length():
         ({"candidate_walks": 2}, ValueError, "target_hardness"),
         ({"candidate_walks": 0, "target_hardness": 0.5}, ValueError, "candidate_walks"),
         ({"candidate_walks": 1.5, "target_hardness": 0.5}, TypeError, "candidate_walks"),
+        ({"max_candidate_walks": 2}, ValueError, "^max_candidate_walks > 1 chooses walks by target_hardness"),
+        ({"max_candidate_walks": 0, "target_hardness": 0.5}, ValueError, "^max_candidate_walks"),
+        ({"max_candidate_walks": 2.0, "target_hardness": 0.5}, TypeError, "^max_candidate_walks"),
+        ({"max_candidate_walks": 2, "candidate_walks": 3, "target_hardness": 0.5}, ValueError,
+         r"^max_candidate_walks must be >= candidate_walks \(3\)"),
+        ({"max_candidate_walks": 4, "target_hardness": 0.5}, ValueError,  # the default is 8 for 10 batches
+         r"^max_candidate_walks must be >= candidate_walks \(8, the default for 10 batches an epoch\)"),
     ],
 )
 def test_bad_candidate_walks_are_rejected(kwargs, error, message):
@@ -533,3 +540,45 @@ def test_drift_correction_records_and_state(digits):
 def test_bad_drift_epochs_are_rejected(value, error):
     with pytest.raises(error, match="drift_epochs"):
         BatchSampler(100, 10, k=5, m=20, target_hardness=0.5, drift_epochs=value)
+
+
+def _few_large_batches(**options):
+    """188 clustered rows in batches of 128: two batches an epoch (128 and the 60 left), where one
+    walk's relative hardness spreads widely (a ratio of two close means), as on MUTAG at B = 128."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((6, 16))
+    x = (centres[rng.integers(0, 6, 188)] + 0.9 * rng.standard_normal((188, 16))).astype(np.float32)
+    return BatchSampler(188, 128, k=18, m=94, seed=0, embeddings=x, warmup_epochs=0, background=False, **options)
+
+
+def _planned_epochs(sampler, epochs):
+    planned, batches = [], []
+    for _ in range(epochs):
+        batches.append(list(sampler))
+        planned.append(sampler.planned_hardness)
+    return np.array(planned), batches
+
+
+def test_max_candidate_walks_lands_short_epochs_of_large_batches_in_the_band():
+    default, _ = _planned_epochs(_few_large_batches(target_hardness=0.5), 20)
+    sampler = _few_large_batches(target_hardness=0.5, max_candidate_walks=64)
+    assert (sampler.candidate_walks, sampler.max_candidate_walks) == (8, 64)
+    extended, batches = _planned_epochs(sampler, 20)
+    assert (np.abs(default - 0.5) > 0.05).sum() >= 3  # the best of 8 walks often misses half the band
+    assert (np.abs(extended - 0.5) <= 0.05).all()  # walking on until one lands in it never does
+    again, same = _planned_epochs(_few_large_batches(target_hardness=0.5, max_candidate_walks=64), 20)
+    assert same == batches and np.array_equal(again, extended)  # deterministic
+    for epoch in batches:  # still exactly once
+        assert sorted(i for batch in epoch for i in batch) == list(range(188))
+
+
+def test_max_candidate_walks_walks_as_before_when_unset_or_out_of_reach():
+    _, plain = _planned_epochs(_few_large_batches(target_hardness=0.5), 5)
+    _, explicit = _planned_epochs(_few_large_batches(target_hardness=0.5, max_candidate_walks=8), 5)
+    assert explicit == plain  # max_candidate_walks = candidate_walks: no extra walk
+    far = _few_large_batches(target_hardness=1.0)
+    calibrated = far.graph.build_params["hardness"]["relative_hardness"]
+    assert abs(calibrated - 1.0) > far.hardness_tolerance  # the aim is out of the graph's reach
+    _, far_plain = _planned_epochs(far, 3)
+    _, far_extended = _planned_epochs(_few_large_batches(target_hardness=1.0, max_candidate_walks=64), 3)
+    assert far_extended == far_plain  # an aim out of reach is not chased

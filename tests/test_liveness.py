@@ -263,10 +263,11 @@ def test_guided_reseeds_and_hardness_searches_always_return():
             assert sum(map(len, batches)) == sum(sizes)
         same = np.ones((200, 3), dtype=np.float32)  # no structure: the search stops at once
         for target, x in ((1.0, rng.normal(size=(200, 3)).astype(np.float32)), (0.5, same)):
-            sampler = BatchSampler(200, 16, k=5, m=40, seed=0, embeddings=x, target_hardness=target,
-                                   calibration_builds=3)
-            for _ in range(2):
-                assert sum(map(len, sampler)) == 200
+            for walks in (None, 64):  # extra candidate walks stop at max_candidate_walks
+                sampler = BatchSampler(200, 16, k=5, m=40, seed=0, embeddings=x, target_hardness=target,
+                                       calibration_builds=3, max_candidate_walks=walks)
+                for _ in range(2):
+                    assert sum(map(len, sampler)) == 200
         print("ok")
         """
     )

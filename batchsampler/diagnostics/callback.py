@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 _CONFIG_KEYS = (
     "num_instances", "batch_size", "k", "m", "restart_prob", "restart_prob_schedule", "refresh_every",
     "warmup_epochs", "background", "swap_delay", "replacement", "drop_last", "seed", "target_hardness",
-    "hardness_tolerance", "reseed_candidates", "candidate_walks", "drift_epochs",
+    "hardness_tolerance", "reseed_candidates", "candidate_walks", "max_candidate_walks", "drift_epochs",
 )
 
 

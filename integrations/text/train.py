@@ -81,6 +81,8 @@ class SimCSEConfig:
     ``model=None`` is the packaged all-MiniLM-L6-v2. ``replacement`` is passed to every sampler,
     ``target_hardness`` (``None``: not passed) to the ``"batchsampler"`` sampler only, which is
     the only sampler it may be set with.
+    ``drift_epochs`` and ``max_candidate_walks`` (``None``: the sampler's default) go with the
+    target (see :class:`~batchsampler.BatchSampler`).
 
     ``head`` (one of :data:`~.model.HEADS`, default ``"none"``): ``"mlp"`` puts SimCSE's MLP
     pooler between the encoder and the loss during training only. ``bank`` (one of
@@ -109,6 +111,7 @@ class SimCSEConfig:
     target_hardness: float | None = None
     replacement: bool = False
     drift_epochs: int = 0
+    max_candidate_walks: int | None = None
     head: str = "none"
     bank: str = "projection"
 

@@ -49,6 +49,8 @@ class SimCLRConfig:
     its gradients are the same for every ``bank``. ``replacement`` is passed to every sampler,
     ``target_hardness`` (``None``: not passed) to the ``"batchsampler"`` sampler only, which is
     the only sampler it may be set with.
+    ``drift_epochs`` and ``max_candidate_walks`` (``None``: the sampler's default) go with the
+    target (see :class:`~batchsampler.BatchSampler`).
     """
 
     sampler: str = "batchsampler"
@@ -78,6 +80,7 @@ class SimCLRConfig:
     target_hardness: float | None = None
     replacement: bool = False
     drift_epochs: int = 0
+    max_candidate_walks: int | None = None
 
 
 def sampler_options(config: SimCLRConfig, num_images: int) -> dict:

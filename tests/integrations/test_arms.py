@@ -102,20 +102,27 @@ def test_run_options_are_checked_and_reach_only_the_samplers_that_take_them():
         check_run_options(_config(replacement=1))
     text = SimpleNamespace(sampler="knn", target_hardness=None, replacement=True)  # no bank field
     check_run_options(text)
+    assert sampler_extras(_config(target_hardness=0.5, max_candidate_walks=64))["max_candidate_walks"] == 64
+    assert "max_candidate_walks" not in sampler_extras(_config(target_hardness=0.5, max_candidate_walks=None))
+    with pytest.raises(ValueError, match="config.max_candidate_walks is an option of a target"):
+        check_run_options(_config(max_candidate_walks=64))  # it would be dropped without a target
 
 
 def test_arms_differ_by_their_settings_and_old_records_read_as_defaults():
     old = {"sampler": "batchsampler", "loss": "ntxent"}
     default = {**old, "bank": "projection", "target_hardness": None, "replacement": False}
-    assert arm_key(old) == arm_key(default) == ("batchsampler", "projection", None, False, None, None, 0, 1)
+    assert arm_key(old) == arm_key(default) == ("batchsampler", "projection", None, False, None, None, 0, 1, None)
     assert arm_label(old) == arm_label(default) == "batchsampler"
     assert arm_label({**default, "bank": "backbone"}) == "batchsampler (bank=backbone)"
     assert arm_label({**default, "bank": "both", "target_hardness": 0.3, "replacement": True}) == \
         "batchsampler (bank=both, target=0.3, replacement)"
     labels = {arm_label({**default, **change}) for change in
               ({}, {"bank": "backbone"}, {"target_hardness": 0.1}, {"target_hardness": 0.2}, {"replacement": True},
-               {"k": 8}, {"k": 8, "m": 64}, {"target_hardness": 0.1, "drift_epochs": 3}, {"warmup_epochs": 2})}
-    assert len(labels) == 9
+               {"k": 8}, {"k": 8, "m": 64}, {"target_hardness": 0.1, "drift_epochs": 3}, {"warmup_epochs": 2},
+               {"target_hardness": 0.1, "max_candidate_walks": 64})}
+    assert len(labels) == 10
+    assert arm_label({**default, "target_hardness": 0.5, "max_candidate_walks": 64}) == \
+        "batchsampler (target=0.5, max_walks=64)"
     assert arm_label({**default, "warmup_epochs": 1}) == "batchsampler"  # the default, as old records read
     assert arm_label({**default, "target_hardness": 0.5, "warmup_epochs": 2}) == "batchsampler (target=0.5, warmup=2)"
     assert arm_label({**default, "target_hardness": 0.5, "drift_epochs": 3}) == "batchsampler (target=0.5, drift=3)"
