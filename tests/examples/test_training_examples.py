@@ -184,3 +184,12 @@ def test_hardness_drift_quick_follows_each_walked_epoch_to_its_end(tmp_path, mod
     assert document["summary"]["epochs"] == 2
     assert (tmp_path / "drift.md").read_text().startswith("# ")
     assert (tmp_path / "drift.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("bad", [["--max-candidate-walks", "0"], ["--warmup-epochs", "0"], ["--target-hardness", "1.5"]])
+def test_hardness_drift_refuses_bad_flags_before_any_work(tmp_path, bad, capsys):
+    main = _load("hardness_drift.py")["main"]
+    with pytest.raises(SystemExit) as stopped:
+        main([*bad, "--root", str(tmp_path / "absent"), "--output-dir", str(tmp_path / "out")])
+    assert stopped.value.code == 2 and bad[0] in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
