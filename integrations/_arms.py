@@ -122,8 +122,9 @@ def check_run_options(config: Any) -> None:
 def add_run_flags(parser: Any, *, features: str | None, warmup: bool = True) -> None:
     """Add ``--bank`` (when the pipeline has bank spaces: ``features`` names its encoder's
     features, e.g. ``"GIN embeddings"``), ``--target-hardness``, ``--replacement``,
-    ``--drift-epochs`` and (with ``warmup``: pipelines whose bank is filled by a first epoch)
-    ``--warmup-epochs`` to ``parser``; check them with :func:`check_target_flag` after parsing."""
+    ``--drift-epochs``, ``--max-candidate-walks`` and (with ``warmup``: pipelines whose bank is
+    filled by a first epoch) ``--warmup-epochs`` to ``parser``; check them with
+    :func:`check_target_flag` after parsing."""
     if features is not None:
         parser.add_argument(
             "--bank", choices=BANK_SPACES, default="projection",
@@ -138,6 +139,10 @@ def add_run_flags(parser: Any, *, features: str | None, warmup: bool = True) -> 
     parser.add_argument("--drift-epochs", type=int, default=0, metavar="N",
                         help="with --target-hardness: aim above the target by the mean gap between the last N "
                              "epochs as walked and as measured after them (default: 0, off)")
+    parser.add_argument("--max-candidate-walks", type=int, default=None, metavar="N",
+                        help="with --target-hardness: walk up to N candidates of a group while the closest misses "
+                             "the target by more than half the tolerance (BatchSampler(max_candidate_walks=N); "
+                             "default: the sampler's candidate_walks, no more)")
     if warmup:
         parser.add_argument("--warmup-epochs", type=int, default=DEFAULTS["warmup_epochs"], metavar="N",
                             help="uniform epochs before the first graph, for every sampler (default: %(default)s)")
@@ -145,10 +150,15 @@ def add_run_flags(parser: Any, *, features: str | None, warmup: bool = True) -> 
 
 def check_target_flag(parser: Any, args: Any) -> None:
     """Command lines: stop with ``parser.error`` when ``--target-hardness`` is outside ``[0, 1]``
-    or no run of ``--samplers`` would take it (it goes to the ``batchsampler`` runs only)."""
+    or no run of ``--samplers`` would take it (it goes to the ``batchsampler`` runs only), or when
+    ``--max-candidate-walks`` is below 1 or comes without a target."""
     target = args.target_hardness
     if getattr(args, "drift_epochs", 0) < 0:
         parser.error(f"--drift-epochs must be >= 0, got {args.drift_epochs}")
+    walks = getattr(args, "max_candidate_walks", None)
+    if walks is not None and (walks < 1 or target is None):
+        parser.error(f"--max-candidate-walks must be >= 1 and goes with --target-hardness, got {walks}"
+                     f"{'' if target is not None else ' without a target'}")
     if getattr(args, "warmup_epochs", 1) < 1:
         parser.error(f"--warmup-epochs must be >= 1 (the first epoch fills the bank), got {args.warmup_epochs}")
     if target is None:

@@ -56,13 +56,14 @@ def run_grid(
     checkpoint: Path | None = None,
     progress: bool = True,
     target_hardness: float | None = None,
+    max_candidate_walks: int | None = None,
     **config_overrides,
 ) -> list[dict]:
     """Train and evaluate every combination; returns one record per run.
 
     ``config_overrides`` are :class:`~batchsampler.integrations.graph.train.GraphCLConfig`
-    fields shared by every run (e.g. ``bank``, ``replacement``); ``target_hardness`` is set on
-    the ``"batchsampler"`` runs only.
+    fields shared by every run (e.g. ``bank``, ``replacement``); ``target_hardness`` and
+    ``max_candidate_walks`` are set on the ``"batchsampler"`` runs only.
 
     ``progress``: draw a bar over the runs (the command line: only when stderr is a terminal).
 
@@ -79,7 +80,9 @@ def run_grid(
         if dataset_name not in loaded:
             loaded[dataset_name] = load_tu_dataset(dataset_name, root)
         target = target_hardness if sampler == "batchsampler" else None
-        config = GraphCLConfig(sampler=sampler, loss=loss, seed=seed, target_hardness=target, **config_overrides)
+        walks = max_candidate_walks if sampler == "batchsampler" else None  # an option of the target
+        config = GraphCLConfig(sampler=sampler, loss=loss, seed=seed, target_hardness=target, max_candidate_walks=walks,
+                           **config_overrides)
         result = train_graphcl(loaded[dataset_name], config)
         result["dataset"] = dataset_name
         runs.append(result)
@@ -178,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size, k=args.k, m=args.m, restart_prob=args.restart_prob,
         bank=args.bank, target_hardness=args.target_hardness, replacement=args.replacement,
-        drift_epochs=args.drift_epochs, warmup_epochs=args.warmup_epochs,
+        drift_epochs=args.drift_epochs, warmup_epochs=args.warmup_epochs, max_candidate_walks=args.max_candidate_walks,
         checkpoint=args.output_dir / "graphcl_runs.json", progress=progress_wanted(args.no_progress),
     )
     wall = time.perf_counter() - start

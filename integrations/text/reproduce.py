@@ -87,14 +87,15 @@ def run_grid(
     header: dict | None = None,
     progress: bool = True,
     target_hardness: float | None = None,
+    max_candidate_walks: int | None = None,
     **config_overrides,
 ) -> list[dict]:
     """Train and score every (sampler, loss, seed); returns one record per run.
 
     Runs are ordered loss, seed, sampler, so a grid cut short still compares the samplers on
     the seeds it finished. ``config_overrides`` are :class:`SimCSEConfig` fields shared by
-    every run (e.g. ``bank``, ``head``, ``replacement``); ``target_hardness`` is set on the
-    ``"batchsampler"`` runs only.
+    every run (e.g. ``bank``, ``head``, ``replacement``); ``target_hardness`` and
+    ``max_candidate_walks`` are set on the ``"batchsampler"`` runs only.
 
     With ``checkpoint``, ``header`` plus the runs so far are rewritten to that JSON file after
     every run, so an interrupted grid keeps what it measured. ``progress``: draw bars over the
@@ -104,7 +105,9 @@ def run_grid(
     grid = [(loss, sampler, seed) for loss in losses for seed in seeds for sampler in samplers]
     for loss, sampler, seed in tqdm(grid, desc="SimCSE runs", unit="run", disable=not progress):
         target = target_hardness if sampler == "batchsampler" else None
-        config = SimCSEConfig(sampler=sampler, loss=loss, seed=seed, target_hardness=target, **config_overrides)
+        walks = max_candidate_walks if sampler == "batchsampler" else None  # an option of the target
+        config = SimCSEConfig(sampler=sampler, loss=loss, seed=seed, target_hardness=target, max_candidate_walks=walks,
+                           **config_overrides)
         began = time.perf_counter()
         result = train_simcse(sentences, sts_sets, config, initial_embeddings=initial_embeddings, progress=progress)
         result["wall_seconds"] = time.perf_counter() - began
@@ -263,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "max_length": args.max_length, "lr": args.lr, "temperature": args.temperature, "k": args.k, "m": args.m,
                      "restart_prob": args.restart_prob, "refresh_every": args.refresh_every,
                      "target_hardness": args.target_hardness, "replacement": args.replacement,
-                     "drift_epochs": args.drift_epochs,
+                     "drift_epochs": args.drift_epochs, "max_candidate_walks": args.max_candidate_walks,
                      "bank": args.bank, "head": args.head}
     header = {
         "argv": list(argv) if argv is not None else sys.argv[1:],

@@ -73,12 +73,14 @@ def run_grid(
     checkpoint: Path | None = None,
     progress: bool = True,
     target_hardness: float | None = None,
+    max_candidate_walks: int | None = None,
     **config_overrides,
 ) -> list[dict]:
     """Train and evaluate every (sampler, loss, seed); returns one record per run.
 
     ``config_overrides`` are :class:`SimCLRConfig` fields shared by every run (e.g. ``bank``,
-    ``replacement``); ``target_hardness`` is set on the ``"batchsampler"`` runs only.
+    ``replacement``); ``target_hardness`` and ``max_candidate_walks`` are set on the
+    ``"batchsampler"`` runs only.
 
     ``progress``: draw bars over the runs and each run's epochs (the command line: only when
     stderr is a terminal).
@@ -91,7 +93,9 @@ def run_grid(
     grid = [(s, loss, seed) for seed in seeds for loss in losses for s in samplers]
     for sampler, loss, seed in tqdm(grid, desc="SimCLR runs", unit="run", disable=not progress):
         target = target_hardness if sampler == "batchsampler" else None
-        config = SimCLRConfig(sampler=sampler, loss=loss, seed=seed, target_hardness=target, **config_overrides)
+        walks = max_candidate_walks if sampler == "batchsampler" else None  # an option of the target
+        config = SimCLRConfig(sampler=sampler, loss=loss, seed=seed, target_hardness=target, max_candidate_walks=walks,
+                           **config_overrides)
         result = train_simclr(train, test, config, progress=progress)
         runs.append(result)
         if checkpoint is not None:
@@ -248,7 +252,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         temperature=args.temperature, k=args.k, m=args.m, restart_prob=args.restart_prob,
         refresh_every=args.refresh_every, knn_every=args.knn_every, linear_probe=not args.no_linear_probe,
         device=args.device, bank=args.bank, target_hardness=args.target_hardness, replacement=args.replacement,
-        drift_epochs=args.drift_epochs, warmup_epochs=args.warmup_epochs,
+        drift_epochs=args.drift_epochs, warmup_epochs=args.warmup_epochs, max_candidate_walks=args.max_candidate_walks,
         progress=progress_wanted(args.no_progress),
     )
     wall = time.perf_counter() - start

@@ -47,15 +47,16 @@ def test_bank_target_and_replacement_flags_reach_the_runs_and_label_the_arms(tu_
     monkeypatch.setattr(train, "svm_accuracy", lambda embeddings, labels, seed: (0.5, 0.0))  # seconds per run
     out = tmp_path / "out"
     args = ["reproduce", "graph", "--quick", "--samplers", "uniform", "batchsampler", "--bank", "backbone",
-            "--target-hardness", "0.5", "--replacement", "--epochs", "1", "--warmup-epochs", "2"]
+            "--target-hardness", "0.5", "--replacement", "--epochs", "1", "--warmup-epochs", "2",
+            "--max-candidate-walks", "16"]
     assert main([*args, "--root", str(tu_root), "--output-dir", str(out)]) == 0
     runs = json.loads((out / "graphcl_runs.json").read_text())["runs"]
     assert [(r["config"]["sampler"], r["config"]["bank"], r["config"]["target_hardness"], r["config"]["replacement"],
-             r["config"]["warmup_epochs"]) for r in runs] == [
-        ("uniform", "backbone", None, True, 2), ("batchsampler", "backbone", 0.5, True, 2)]
+             r["config"]["warmup_epochs"], r["config"]["max_candidate_walks"]) for r in runs] == [
+        ("uniform", "backbone", None, True, 2, None), ("batchsampler", "backbone", 0.5, True, 2, 16)]
     table = (out / "graphcl_table.md").read_text()
     assert "| ntxent | uniform (bank=backbone, replacement, warmup=2) |" in table
-    assert "| ntxent | batchsampler (bank=backbone, target=0.5, replacement, warmup=2) |" in table
+    assert "| ntxent | batchsampler (bank=backbone, target=0.5, replacement, warmup=2, max_walks=16) |" in table
     assert "paper" not in table  # the authors' numbers sit beside their own setting only
 
 

@@ -34,6 +34,7 @@ def test_target_and_replacement_flags_reach_the_runs_and_label_the_arms(tiny_dat
     runs = json.loads((out / "simcse_runs.json").read_text())["runs"]
     assert [(r["config"]["sampler"], r["config"]["target_hardness"], r["config"]["replacement"]) for r in runs] == \
         [("uniform", None, True), ("batchsampler", 0.5, True)]
+    assert [r["config"]["max_candidate_walks"] for r in runs] == [None, None]  # not set: the sampler's default
     assert all((r["config"]["bank"], r["config"]["head"]) == ("projection", "none") for r in runs)  # the defaults
     table = (out / "simcse_table.md").read_text()
     assert "| ntxent | uniform (replacement) (n=1) |" in table
@@ -53,6 +54,10 @@ def test_bad_run_flags_stop_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["reproduce", "text", "--first-seed", "-1", "--corpus", str(tmp_path)])
     assert stop.value.code == 2 and "--first-seed must be >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["reproduce", "text", "--max-candidate-walks", "8", "--corpus", str(tmp_path)])
+    assert stop.value.code == 2 and "--max-candidate-walks must be >= 1 and goes with --target-hardness" in \
+        capsys.readouterr().err
 
 
 def test_bank_and_head_flags_reach_the_runs_and_label_the_arms(tiny_data, encoder_available, tmp_path):

@@ -90,9 +90,11 @@ def test_first_seed_and_the_encoded_bank_reach_the_runs(tmp_path):
 
 def test_target_hardness_reaches_the_batchsampler_runs_only(tmp_path):
     runs, table = _tiny_run(tmp_path, "--samplers", "uniform", "batchsampler", "--target-hardness", "0.3",
-                            "--bank", "backbone")
-    assert {r["config"]["sampler"]: r["config"]["target_hardness"] for r in runs} == {"uniform": None, "batchsampler": 0.3}
-    assert "| uniform (bank=backbone) |" in table and "| batchsampler (bank=backbone, target=0.3) |" in table
+                            "--bank", "backbone", "--max-candidate-walks", "64")
+    assert {r["config"]["sampler"]: (r["config"]["target_hardness"], r["config"]["max_candidate_walks"])
+            for r in runs} == {"uniform": (None, None), "batchsampler": (0.3, 64)}
+    assert "| uniform (bank=backbone) |" in table
+    assert "| batchsampler (bank=backbone, target=0.3, max_walks=64) |" in table
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -102,6 +104,9 @@ def test_target_hardness_reaches_the_batchsampler_runs_only(tmp_path):
     (["--target-hardness", "2"], "--target-hardness must be in [0, 1]"),
     (["--first-seed", "-1"], "--first-seed must be >= 0"),
     (["--warmup-epochs", "0"], "--warmup-epochs must be >= 1"),
+    (["--max-candidate-walks", "64"], "--max-candidate-walks must be >= 1 and goes with --target-hardness, got 64 "
+                                      "without a target"),
+    (["--max-candidate-walks", "0", "--target-hardness", "0.3"], "--max-candidate-walks must be >= 1"),
 ])
 def test_bad_run_flags_stop_before_any_work(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as stop:
