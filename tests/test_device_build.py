@@ -412,7 +412,8 @@ def test_sampler_on_a_device_bank_gives_the_numpy_batches(tensor_bank, cls):
 def _moved(x, batch, epoch: int):
     """``batch``'s rows as the ``epoch``-th update writes them: shifted along a fixed direction,
     which changes their cosines with one another (a rotation of the rows would not)."""
-    return x[np.asarray(batch)] + 400.0 * (epoch + 1) * np.linspace(-1, 1, x.shape[1], dtype=np.float32)
+    shift = 0.4 * (epoch + 1) * np.abs(x).max() * np.linspace(-1, 1, x.shape[1], dtype=np.float32)
+    return x[np.asarray(batch)] + shift
 
 
 def _train_moving(sampler, x, *, tensors: bool, epochs: int = 2):
