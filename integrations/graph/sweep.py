@@ -303,6 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--drift-epochs", type=int, default=0, metavar="N",
                         help="the target variants aim above their target by the mean gap between the last N epochs "
                              "as walked and as measured after them; their labels gain ', drift=N' (default: 0, off)")
+    parser.add_argument("--max-candidate-walks", type=int, default=None, metavar="N",
+                        help="the target variants walk up to N candidates of a group while the closest misses the "
+                             "target by more than half the tolerance (BatchSampler(max_candidate_walks=N)); their "
+                             "labels gain ', max_walks=N' (default: the sampler's candidate_walks, no more)")
     parser.add_argument("--output-dir", type=Path, default=Path("results/graphcl_sweep"))
     parser.add_argument("--quick", action="store_true", help="defaults and uniform, 1 seed, 2 epochs")
     parser.add_argument("--from-runs", nargs="+", type=Path, default=None, metavar="RUNS_JSON",
@@ -316,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seeds < 1 or args.epochs < 1 or args.drift_epochs < 0:
         raise ValueError(f"--seeds and --epochs must be >= 1 and --drift-epochs >= 0, got {args.seeds}, "
                          f"{args.epochs} and {args.drift_epochs}")
+    if args.max_candidate_walks is not None and args.max_candidate_walks < 1:
+        raise ValueError(f"--max-candidate-walks must be >= 1, got {args.max_candidate_walks}")
     require_extra("graph")
     from .data import load_tu_dataset
 
@@ -330,6 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen = [(label, overrides) for label, overrides in chosen if label in args.only]
     if args.drift_epochs:
         chosen = [(f"{label}, drift={args.drift_epochs}", {**overrides, "drift_epochs": args.drift_epochs})
+                  if "target_hardness" in overrides else (label, overrides) for label, overrides in chosen]
+    if args.max_candidate_walks is not None:
+        walks = args.max_candidate_walks
+        chosen = [(f"{label}, max_walks={walks}", {**overrides, "max_candidate_walks": walks})
                   if "target_hardness" in overrides else (label, overrides) for label, overrides in chosen]
     args.output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -108,3 +108,17 @@ def test_from_runs_merges_files_and_a_later_run_replaces_an_earlier_one(tmp_path
     for bad in ("other.json", "partial.json", "missing.json"):
         with pytest.raises(SystemExit):
             main(["--from-runs", str(tmp_path / "new.json"), str(tmp_path / bad), "--output-dir", str(out)])
+
+
+def test_max_candidate_walks_reaches_the_target_variants_only_and_labels_them(tu_root, tmp_path, monkeypatch):
+    from batchsampler.integrations.graph import train
+
+    monkeypatch.setattr(train, "svm_accuracy", lambda embeddings, labels, seed: (0.5, 0.0))  # seconds per run
+    out = tmp_path / "sweep"
+    assert main(["--factors", "--batch-size", "64", "--only", "uniform", "encoded bank, target=0.5", "--seeds", "1",
+                 "--epochs", "2", "--max-candidate-walks", "16", "--root", str(tu_root), "--output-dir", str(out)]) == 0
+    runs = json.loads((out / "sweep_runs.json").read_text())["runs"]
+    assert {run["variant"]: run["config"]["max_candidate_walks"] for run in runs} == {
+        "uniform": None, "encoded bank, target=0.5, max_walks=16": 16}
+    with pytest.raises(ValueError, match="--max-candidate-walks must be >= 1"):
+        main(["--max-candidate-walks", "0", "--root", str(tu_root), "--output-dir", str(out)])
