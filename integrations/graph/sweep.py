@@ -34,7 +34,7 @@ from ...diagnostics.plots import save_png
 from .. import require_extra
 from .._arms import BANK_SPACES
 
-__all__ = ["factor_variants", "variants", "run_sweep", "summarize", "merge_runs", "markdown_table", "main"]
+__all__ = ["factor_variants", "main", "markdown_table", "merge_runs", "run_sweep", "summarize", "variants"]
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from batchsampler.integrations.graph.sweep import main, summarize, variants
 
 
