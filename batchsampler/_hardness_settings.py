@@ -57,8 +57,7 @@ def check_hardness_settings(
             ``"random"``, ``hardness_tolerance`` outside ``(0, 1]``, ``calibration_builds < 1``,
             ``reseed_candidates < 0``, ``candidate_walks < 1``, ``candidate_walks > 1`` or
             ``max_candidate_walks > 1`` without a ``target_hardness`` (there is nothing to
-            choose by), ``max_candidate_walks < 1``, ``max_candidate_walks < candidate_walks``
-            (both given), or ``drift_epochs < 0``.
+            choose by), ``max_candidate_walks < 1``, or ``drift_epochs < 0``.
         TypeError: non-integer ``calibration_builds``, ``reseed_candidates``, ``candidate_walks``,
             ``max_candidate_walks`` or ``drift_epochs``.
     """
@@ -90,10 +89,6 @@ def check_hardness_settings(
         if max_candidate_walks > 1 and target_hardness is None:
             raise ValueError(
                 f"max_candidate_walks > 1 chooses walks by target_hardness, which is None; got {max_candidate_walks}"
-            )
-        if candidate_walks is not None and max_candidate_walks < candidate_walks:
-            raise ValueError(
-                f"max_candidate_walks must be >= candidate_walks ({candidate_walks}), got {max_candidate_walks}"
             )
     return target_hardness, float(hardness_tolerance), calibration_builds, reseed_candidates, candidate_walks, (
         drift_epochs), max_candidate_walks

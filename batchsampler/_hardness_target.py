@@ -53,9 +53,10 @@ class HardnessTargetMixin(CandidateWalksMixin):
         self.reseed_candidates = reseed_candidates
         self.candidate_walks = default_candidate_walks(len(self)) if candidate_walks is None else candidate_walks
         if max_candidate_walks is not None and max_candidate_walks < self.candidate_walks:
+            default = "" if candidate_walks is not None else f", the default for {len(self)} batches an epoch"
             raise ValueError(
-                f"max_candidate_walks must be >= candidate_walks ({self.candidate_walks}, the default for "
-                f"{len(self)} batches an epoch), got {max_candidate_walks}"
+                f"max_candidate_walks must be >= candidate_walks ({self.candidate_walks}{default}), "
+                f"got {max_candidate_walks}"
             )
         self.max_candidate_walks = self.candidate_walks if max_candidate_walks is None else max_candidate_walks
         self.drift_epochs = drift_epochs

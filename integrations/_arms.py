@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -28,11 +29,13 @@ __all__ = [
     "arm_key",
     "arm_label",
     "bank_rows",
+    "call_on_step",
     "check_bank",
     "check_run_options",
     "check_target_flag",
     "epoch_hardness",
     "sampler_extras",
+    "target_settings",
 ]
 
 StepCallback = Callable[[int, int, Any, Any, Any], None]
@@ -167,6 +170,26 @@ def check_target_flag(parser: Any, args: Any) -> None:
         parser.error(f"--target-hardness must be in [0, 1], got {target}")
     if "batchsampler" not in args.samplers:
         parser.error("--target-hardness is an option of the batchsampler sampler, which --samplers does not include")
+
+
+def call_on_step(on_step: StepCallback | None, epoch: int, step: int, indices: Any, model: Any, sampler: Any) -> float:
+    """Call ``on_step`` (if any) after a training step, put ``model`` back in train mode, and
+    return the seconds it took (which the training functions leave out of ``train_seconds``)."""
+    if on_step is None:
+        return 0.0
+    start = time.perf_counter()
+    on_step(epoch, step, indices, model, sampler)
+    model.train()
+    return time.perf_counter() - start
+
+
+def target_settings(sampler: str, target_hardness: float | None, max_candidate_walks: int | None) -> dict[str, Any]:
+    """``{"target_hardness", "max_candidate_walks"}`` of one run of a grid: the given values for
+    the ``"batchsampler"`` runs, ``None`` for the others (the options of a target, which only
+    that sampler takes)."""
+    if sampler != "batchsampler":
+        return {"target_hardness": None, "max_candidate_walks": None}
+    return {"target_hardness": target_hardness, "max_candidate_walks": max_candidate_walks}
 
 
 def sampler_extras(config: Any) -> dict[str, Any]:

@@ -32,7 +32,13 @@ from ..._io import write_text
 from ...cli._progress import add_progress_flag, progress_wanted
 from ...diagnostics.plots import save_png
 from .. import require_extra
-from .._arms import add_run_flags, arm_key, arm_label, check_target_flag
+from .._arms import (
+    add_run_flags,
+    arm_key,
+    arm_label,
+    check_target_flag,
+    target_settings,
+)
 
 __all__ = ["PAPER_ACCURACY", "main", "markdown_table", "run_grid"]
 
@@ -79,10 +85,8 @@ def run_grid(
     for dataset_name, sampler, loss, seed in tqdm(grid, desc="GraphCL runs", unit="run", disable=not progress):
         if dataset_name not in loaded:
             loaded[dataset_name] = load_tu_dataset(dataset_name, root)
-        target = target_hardness if sampler == "batchsampler" else None
-        walks = max_candidate_walks if sampler == "batchsampler" else None  # an option of the target
-        config = GraphCLConfig(sampler=sampler, loss=loss, seed=seed, target_hardness=target, max_candidate_walks=walks,
-                           **config_overrides)
+        config = GraphCLConfig(sampler=sampler, loss=loss, seed=seed,
+                           **target_settings(sampler, target_hardness, max_candidate_walks), **config_overrides)
         result = train_graphcl(loaded[dataset_name], config)
         result["dataset"] = dataset_name
         runs.append(result)

@@ -334,13 +334,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             raise ValueError(f"--only: unknown variants {sorted(unknown)}; known: {[label for label, _ in chosen]}")
         chosen = [(label, overrides) for label, overrides in chosen if label in args.only]
-    if args.drift_epochs:
-        chosen = [(f"{label}, drift={args.drift_epochs}", {**overrides, "drift_epochs": args.drift_epochs})
-                  if "target_hardness" in overrides else (label, overrides) for label, overrides in chosen]
-    if args.max_candidate_walks is not None:
-        walks = args.max_candidate_walks
-        chosen = [(f"{label}, max_walks={walks}", {**overrides, "max_candidate_walks": walks})
-                  if "target_hardness" in overrides else (label, overrides) for label, overrides in chosen]
+    # Options of a target go to the target variants, and their labels say so.
+    for name, short, value in (("drift_epochs", "drift", args.drift_epochs or None),
+                               ("max_candidate_walks", "max_walks", args.max_candidate_walks)):
+        if value is not None:
+            chosen = [(f"{label}, {short}={value}", {**overrides, name: value})
+                      if "target_hardness" in overrides else (label, overrides) for label, overrides in chosen]
     args.output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     runs = run_sweep(

@@ -43,7 +43,13 @@ from ..._io import write_text
 from ...cli._progress import add_progress_flag, progress_wanted
 from ...diagnostics.plots import save_png
 from .. import EXTRAS, require_extra
-from .._arms import BANK_SPACES, add_run_flags, arm_label, check_target_flag
+from .._arms import (
+    BANK_SPACES,
+    add_run_flags,
+    arm_label,
+    check_target_flag,
+    target_settings,
+)
 from .data import STSPairs, load_sts_sets, read_sentences, sample_sentences
 from .evaluate import evaluate_sts
 from .model import HEADS, SentenceEncoder
@@ -104,10 +110,8 @@ def run_grid(
     runs = []
     grid = [(loss, sampler, seed) for loss in losses for seed in seeds for sampler in samplers]
     for loss, sampler, seed in tqdm(grid, desc="SimCSE runs", unit="run", disable=not progress):
-        target = target_hardness if sampler == "batchsampler" else None
-        walks = max_candidate_walks if sampler == "batchsampler" else None  # an option of the target
-        config = SimCSEConfig(sampler=sampler, loss=loss, seed=seed, target_hardness=target, max_candidate_walks=walks,
-                           **config_overrides)
+        config = SimCSEConfig(sampler=sampler, loss=loss, seed=seed,
+                           **target_settings(sampler, target_hardness, max_candidate_walks), **config_overrides)
         began = time.perf_counter()
         result = train_simcse(sentences, sts_sets, config, initial_embeddings=initial_embeddings, progress=progress)
         result["wall_seconds"] = time.perf_counter() - began

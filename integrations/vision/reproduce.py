@@ -36,7 +36,7 @@ from ..._io import write_text
 from ...cli._progress import add_progress_flag, progress_wanted
 from ...diagnostics.plots import save_png
 from .. import require_extra
-from .._arms import add_run_flags, arm_label, check_target_flag
+from .._arms import add_run_flags, arm_label, check_target_flag, target_settings
 from .data import ImageData, load_fashion_mnist, load_image_folder
 from .train import SimCLRConfig, train_simclr
 
@@ -92,10 +92,8 @@ def run_grid(
     runs = []
     grid = [(s, loss, seed) for seed in seeds for loss in losses for s in samplers]
     for sampler, loss, seed in tqdm(grid, desc="SimCLR runs", unit="run", disable=not progress):
-        target = target_hardness if sampler == "batchsampler" else None
-        walks = max_candidate_walks if sampler == "batchsampler" else None  # an option of the target
-        config = SimCLRConfig(sampler=sampler, loss=loss, seed=seed, target_hardness=target, max_candidate_walks=walks,
-                           **config_overrides)
+        config = SimCLRConfig(sampler=sampler, loss=loss, seed=seed,
+                           **target_settings(sampler, target_hardness, max_candidate_walks), **config_overrides)
         result = train_simclr(train, test, config, progress=progress)
         runs.append(result)
         if checkpoint is not None:

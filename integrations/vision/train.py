@@ -18,6 +18,7 @@ from batchsampler.losses import get_loss
 from .._arms import (
     StepCallback,
     bank_rows,
+    call_on_step,
     check_run_options,
     epoch_hardness,
     sampler_extras,
@@ -187,11 +188,7 @@ def train_simclr(
             total += loss.item()
             if config.bank != "encoded":
                 sampler.update(indices, bank_rows(config.bank, (z1, z2), (h1, h2)))
-            if on_step is not None:
-                callback_start = time.perf_counter()
-                on_step(epoch, step, indices, model, sampler)
-                model.train()
-                callback_seconds += time.perf_counter() - callback_start
+            callback_seconds += call_on_step(on_step, epoch, step, indices, model, sampler)
         train_seconds += time.perf_counter() - start
         start = time.perf_counter()
         measure = (epoch + 1) % config.knn_every == 0 or epoch == config.epochs - 1

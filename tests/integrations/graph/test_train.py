@@ -126,6 +126,7 @@ def test_encoded_bank_is_the_eval_mode_encoding_after_every_epoch(tu_root, monke
 
 
 def test_on_step_sees_every_step_in_order_and_leaves_training_unchanged(mutag, no_svm, monkeypatch):
+    from batchsampler.integrations import _arms as arms_module
     from batchsampler.integrations.graph import train as train_module
     from batchsampler.integrations.graph.train import embed_graphs
 
@@ -133,7 +134,9 @@ def test_on_step_sees_every_step_in_order_and_leaves_training_unchanged(mutag, n
     plain = train_graphcl(mutag, config)
     seen, clock = [], [0.0]
     # A clock that moves only in the callback: train_seconds must not count the callback's time.
-    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    fake_time = types.SimpleNamespace(perf_counter=lambda: clock[0])
+    monkeypatch.setattr(train_module, "time", fake_time)
+    monkeypatch.setattr(arms_module, "time", fake_time)  # where the callback is timed
 
     def on_step(epoch, step, indices, model, sampler):
         assert model.training  # called after the step, before the next forward

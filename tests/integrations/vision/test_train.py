@@ -127,6 +127,7 @@ def test_bad_run_options_are_refused_before_any_work(patterns, monkeypatch, bad,
 
 
 def test_on_step_sees_every_step_and_leaves_training_unchanged(patterns, monkeypatch):
+    from batchsampler.integrations import _arms as arms_module
     from batchsampler.integrations.vision import train as train_module
     from batchsampler.integrations.vision.evaluate import embed_images
 
@@ -135,7 +136,9 @@ def test_on_step_sees_every_step_and_leaves_training_unchanged(patterns, monkeyp
     plain = train_simclr(train, test, config)
     seen, clock = [], [0.0]
     # A clock that moves only in the callback: no reported time may count the callback's.
-    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    fake_time = types.SimpleNamespace(perf_counter=lambda: clock[0])
+    monkeypatch.setattr(train_module, "time", fake_time)
+    monkeypatch.setattr(arms_module, "time", fake_time)  # where the callback is timed
 
     def on_step(epoch, step, indices, model, sampler):
         assert model.training
