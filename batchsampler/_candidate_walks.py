@@ -66,23 +66,27 @@ class CandidateWalksMixin:
         walk: Callable[[np.ndarray, np.random.Generator, WalkStats], list[list[int]]],
         used: np.ndarray,
         stream: Callable[[int], np.random.SeedSequence],
-        after: int,
+        positions: range,
     ) -> list[list[int]]:
         """The batches of the candidate walk that brings the epoch closest to ``target_hardness``.
 
         ``walk(used, rng, stats)`` grows one candidate from a copy of ``used`` (marking it), the
-        batches before ``after``; candidate ``r`` draws from ``stream(r)``. The epoch so far
-        (``_history``), the candidate's batches and what the batches from ``after`` on are
+        batches at ``positions`` of the epoch; candidate ``r`` draws from ``stream(r)``. The
+        epoch so far (``_history``), the candidate's batches and what the batches after them are
         expected to add (from the calibration's simulated epoch, :meth:`_expected_rest`) are
         measured together on the bank, on the references of the graph in use, and the first
         candidate closest to :attr:`hardness_aim` is kept: its marks go to ``used`` and its
         counters to ``walk_stats``. ``stream(0)`` is the stream of a walk without candidates, so
         ``candidate_walks=1`` walks exactly as before.
 
-        ``candidate_walks`` candidates are walked; then, up to ``max_candidate_walks``, more
-        while the closest is farther than ``hardness_tolerance / 2`` from the aim and the
-        calibration found a setting within ``hardness_tolerance`` of it (an aim out of the
-        graph's reach is not chased). The loop is bounded by ``max_candidate_walks``.
+        ``candidate_walks`` candidates are walked. If the group is the epoch's last choice
+        (nothing later can make up for it: the last batch with ``replacement``, else the group
+        of the second-to-last batch, since the last one takes what is left), the closest of them leaves
+        the epoch farther than ``hardness_tolerance`` from the aim, and the calibration found a
+        setting within ``hardness_tolerance`` of it (an aim out of the graph's reach is not
+        chased), more are walked, up to ``max_candidate_walks`` in all, until one is within
+        ``hardness_tolerance / 2``: an epoch rescued at the band's edge would leave it with the
+        next steps' drift. The loop is bounded by ``max_candidate_walks``.
 
         Choosing for the epoch so far lets a late group make up for an early one; counting the
         rest keeps an early group of an exactly-once epoch from taking the target for itself
@@ -96,13 +100,16 @@ class CandidateWalksMixin:
             return walk(used, np.random.default_rng(stream(0)), self.walk_stats)
         vectors, seen = _check_inputs(vectors, self.bank.seen)
         base_total, base_pairs = _pair_sums(vectors, self._history, seen)
-        rest_total, rest_pairs = self._rest_after(after)
+        rest_total, rest_pairs = self._rest_after(positions.stop)
         base_total, base_pairs = base_total + rest_total, base_pairs + rest_pairs
-        limit = self.max_candidate_walks if self._aim_within_reach() else self.candidate_walks
-        band = self.hardness_tolerance / 2
+        last_choice = (len(self) - (1 if self.replacement else 2)) in positions
+        limit = self.max_candidate_walks if last_choice and self._aim_within_reach() else self.candidate_walks
         best: tuple[float, list[list[int]], np.ndarray, WalkStats] | None = None
         for r in range(limit):
-            if r >= self.candidate_walks and best[0] <= band:
+            # Extra walks start only for a miss, and then go on until well inside the band.
+            if r == self.candidate_walks and best[0] <= self.hardness_tolerance:
+                break
+            if r > self.candidate_walks and best[0] <= self.hardness_tolerance / 2:
                 break
             trial, stats = used.copy(), WalkStats()
             batches = walk(trial, np.random.default_rng(stream(r)), stats)

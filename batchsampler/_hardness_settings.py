@@ -13,13 +13,16 @@ from ._validation import check_int, check_probability
 
 __all__ = [
     "DEFAULT_DRIFT_EPOCHS", "DEFAULT_RESEED_CANDIDATES", "SIMULATED_BATCHES", "check_hardness_settings",
-    "default_candidate_walks",
+    "default_candidate_walks", "default_max_candidate_walks",
 ]
 
 SIMULATED_BATCHES = 256
 """Batches a simulated epoch measures hardness on (see ``hardness._spread``); also the epoch
 length from which one candidate walk is enough."""
 _MAX_CANDIDATE_WALKS = 8
+RESCUE_WALKS_PER_CANDIDATE = 8
+"""Walks of an epoch's last group that misses its aim, per candidate walk, by default (see
+:func:`default_max_candidate_walks`)."""
 
 DEFAULT_RESEED_CANDIDATES = 32
 """Candidates of a guided re-seed when ``target_hardness`` is set and ``reseed_candidates`` is not."""
@@ -41,6 +44,19 @@ def default_candidate_walks(num_batches: int) -> int:
     return int(min(_MAX_CANDIDATE_WALKS, max(1, -(-SIMULATED_BATCHES // max(num_batches, 1)))))
 
 
+def default_max_candidate_walks(candidate_walks: int) -> int:
+    """Most candidate walks of an epoch's last group when ``max_candidate_walks`` is not set:
+    ``8 * candidate_walks`` when ``candidate_walks > 1``, else 1 (no extra walks).
+
+    Extra walks are walked only when the group's ``candidate_walks`` all leave the epoch outside
+    the tolerance (see :meth:`~batchsampler._candidate_walks.CandidateWalksMixin._closest_walk`),
+    so epochs that already land on the target walk exactly as with ``candidate_walks`` alone.
+    Long epochs (one candidate walk) measure nothing and stay as cheap as without a target's
+    choice.
+    """
+    return RESCUE_WALKS_PER_CANDIDATE * candidate_walks if candidate_walks > 1 else 1
+
+
 def check_hardness_settings(
     target_hardness: Any, hardness_tolerance: Any, calibration_builds: Any, reseed_candidates: Any, backend: str,
     candidate_walks: Any = None, drift_epochs: Any = DEFAULT_DRIFT_EPOCHS, max_candidate_walks: Any = None,
@@ -49,7 +65,7 @@ def check_hardness_settings(
     candidate_walks, drift_epochs, max_candidate_walks)``; ``candidate_walks`` stays ``None``
     with a target (its default depends on the epoch's length, see
     :func:`default_candidate_walks`) and is 1 without one; ``max_candidate_walks`` stays
-    ``None`` (``candidate_walks``) unless given. Whether it is at least ``candidate_walks`` is
+    ``None`` (:func:`default_max_candidate_walks`) unless given. Whether it is at least ``candidate_walks`` is
     checked once the epoch's length is known.
 
     Raises:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._candidate_walks import CandidateWalksMixin
-from ._hardness_settings import SIMULATED_BATCHES, default_candidate_walks
+from ._hardness_settings import SIMULATED_BATCHES, default_candidate_walks, default_max_candidate_walks
 from .collect import walk_batch
 from .graph import ProximityGraph
 from .hardness import (
@@ -58,7 +58,9 @@ class HardnessTargetMixin(CandidateWalksMixin):
                 f"max_candidate_walks must be >= candidate_walks ({self.candidate_walks}{default}), "
                 f"got {max_candidate_walks}"
             )
-        self.max_candidate_walks = self.candidate_walks if max_candidate_walks is None else max_candidate_walks
+        self.max_candidate_walks = (
+            default_max_candidate_walks(self.candidate_walks) if max_candidate_walks is None else max_candidate_walks
+        )
         self.drift_epochs = drift_epochs
         self._scale_of_graph: tuple[int, HardnessScale] | None = None
         self.hardness_history: list[dict[str, Any]] = []

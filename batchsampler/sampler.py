@@ -132,14 +132,18 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
             the aim stays at the target, up to measurement noise. Off by default: on GraphCL/MUTAG
             and SimCLR the gap is mostly noise plus one large first walked epoch, and aiming
             for the last 3 epochs' gap widened the spread of the measured epochs.
-        max_candidate_walks: with a ``target_hardness``, the most candidate walks of a group:
-            after ``candidate_walks`` candidates, more are walked, up to this many, while the
-            closest is farther than ``hardness_tolerance / 2`` from the aim and the graph's
-            calibration came within ``hardness_tolerance`` of it (an aim out of the graph's
-            reach is not chased). ``None`` (default): ``candidate_walks``, no more. For short
-            epochs of large batches (a batch a large share of ``N``), where one walk's relative
-            hardness spreads widely: GraphCL on MUTAG at B = 128 (2 batches an epoch) holds every
-            epoch within 0.1 with 64, not with the default 8 (see ``examples/RESULTS.md``).
+        max_candidate_walks: with a ``target_hardness``, the most candidate walks of the epoch's
+            last choice (the group of its second-to-last batch; the last batch with
+            ``replacement``): when its ``candidate_walks`` all leave the epoch farther than
+            ``hardness_tolerance`` from the aim, more are walked, up to this many, until one is
+            within ``hardness_tolerance / 2``; none when the graph's calibration did not come
+            within ``hardness_tolerance`` of the aim (an aim out of reach is not chased).
+            ``None`` (default): ``8 * candidate_walks`` when ``candidate_walks > 1``, else 1.
+            Epochs the candidates land on the target are walked exactly as without extra walks;
+            the rescue matters for short epochs of large batches (a batch a large share of
+            ``N``), where one walk's relative hardness spreads widely: GraphCL on MUTAG at
+            B = 128 (2 batches an epoch) holds every epoch within 0.1 with it, and 76 of 95 with
+            ``max_candidate_walks=candidate_walks`` (no extra walks; see ``examples/RESULTS.md``).
 
     Raises:
         ValueError: ``batch_size`` outside ``[1, N]``, ``k < 1``, ``k >= N``, ``m < k``,
@@ -295,7 +299,7 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
             return [walk_batch(self.graph, candidate_used, self.global_batch_size, self.current_restart_prob, rng,
                                max_fruitless_steps=self.max_fruitless_steps, stats=stats)]
 
-        [batch] = self._closest_walk(walk, np.zeros(self.num_instances, dtype=bool), stream, index + 1)
+        [batch] = self._closest_walk(walk, np.zeros(self.num_instances, dtype=bool), stream, range(index, index + 1))
         return self._padded(batch)
 
     def _collect_group(self, used: np.ndarray, sizes: list[int], epoch: int, first: int) -> list[list[int]]:
@@ -316,7 +320,7 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
                 vectors=vectors, reseed_candidates=self.reseed_candidates,
             )
 
-        return self._closest_walk(walk, used, stream, first + len(sizes))
+        return self._closest_walk(walk, used, stream, range(first, first + len(sizes)))
 
     def __repr__(self) -> str:
         return (

@@ -542,13 +542,13 @@ def test_bad_drift_epochs_are_rejected(value, error):
         BatchSampler(100, 10, k=5, m=20, target_hardness=0.5, drift_epochs=value)
 
 
-def _few_large_batches(**options):
+def _few_large_batches(batch_size=128, **options):
     """188 clustered rows in batches of 128: two batches an epoch (128 and the 60 left), where one
     walk's relative hardness spreads widely (a ratio of two close means), as on MUTAG at B = 128."""
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((6, 16))
     x = (centres[rng.integers(0, 6, 188)] + 0.9 * rng.standard_normal((188, 16))).astype(np.float32)
-    return BatchSampler(188, 128, k=18, m=94, seed=0, embeddings=x, warmup_epochs=0, background=False, **options)
+    return BatchSampler(188, batch_size, k=18, m=94, seed=0, embeddings=x, warmup_epochs=0, background=False, **options)
 
 
 def _planned_epochs(sampler, epochs):
@@ -559,26 +559,59 @@ def _planned_epochs(sampler, epochs):
     return np.array(planned), batches
 
 
-def test_max_candidate_walks_lands_short_epochs_of_large_batches_in_the_band():
-    default, _ = _planned_epochs(_few_large_batches(target_hardness=0.5), 20)
-    sampler = _few_large_batches(target_hardness=0.5, max_candidate_walks=64)
-    assert (sampler.candidate_walks, sampler.max_candidate_walks) == (8, 64)
-    extended, batches = _planned_epochs(sampler, 20)
-    assert (np.abs(default - 0.5) > 0.05).sum() >= 3  # the best of 8 walks often misses half the band
-    assert (np.abs(extended - 0.5) <= 0.05).all()  # walking on until one lands in it never does
-    again, same = _planned_epochs(_few_large_batches(target_hardness=0.5, max_candidate_walks=64), 20)
-    assert same == batches and np.array_equal(again, extended)  # deterministic
+def test_rescue_walks_land_every_short_epoch_of_large_batches_in_the_band():
+    without = _few_large_batches(target_hardness=0.5, max_candidate_walks=8)  # no extra walks
+    plain, plain_batches = _planned_epochs(without, 40)
+    sampler = _few_large_batches(target_hardness=0.5)
+    assert (sampler.candidate_walks, sampler.max_candidate_walks) == (8, 64)  # the default rescue
+    rescued, batches = _planned_epochs(sampler, 40)
+    missed = np.abs(plain - 0.5) > sampler.hardness_tolerance
+    assert missed.sum() >= 3  # the best of 8 walks misses the band in some epochs (6 of 40)
+    assert (np.abs(rescued[missed] - 0.5) <= sampler.hardness_tolerance / 2).all()  # rescued well inside it
+    # An epoch the 8 candidates land in the band is walked as without extra walks.
+    assert [b for b, m in zip(batches, missed) if not m] == [b for b, m in zip(plain_batches, missed) if not m]
+    assert np.array_equal(rescued[~missed], plain[~missed])
+    again, same = _planned_epochs(_few_large_batches(target_hardness=0.5), 40)
+    assert same == batches and np.array_equal(again, rescued)  # deterministic
     for epoch in batches:  # still exactly once
         assert sorted(i for batch in epoch for i in batch) == list(range(188))
 
 
-def test_max_candidate_walks_walks_as_before_when_unset_or_out_of_reach():
-    _, plain = _planned_epochs(_few_large_batches(target_hardness=0.5), 5)
-    _, explicit = _planned_epochs(_few_large_batches(target_hardness=0.5, max_candidate_walks=8), 5)
-    assert explicit == plain  # max_candidate_walks = candidate_walks: no extra walk
+def test_rescue_walks_only_at_the_epochs_last_choice():
+    # Three batches (64, 64, 60), one group each: the second is the epoch's last choice, since the
+    # third takes what is left; the groups before and after it walk their candidates only.
+    sampler = _few_large_batches(64, target_hardness=0.5, lockstep_batches=1)
+    walks_by_group = []
+    original = sampler._closest_walk
+
+    def spy(walk, used, stream, positions):
+        count = [0]
+
+        def counted(*args):
+            count[0] += 1
+            return walk(*args)
+
+        result = original(counted, used, stream, positions)
+        walks_by_group.append((positions.start, count[0]))
+        return result
+
+    sampler._closest_walk = spy
+    _planned_epochs(sampler, 30)
+    walks = {start: {n for s, n in walks_by_group if s == start} for start in range(3)}
+    assert walks[0] == walks[2] == {sampler.candidate_walks}
+    assert max(walks[1]) > sampler.candidate_walks  # rescued in some epoch
+
+
+def test_rescue_walks_do_not_chase_an_aim_out_of_reach():
     far = _few_large_batches(target_hardness=1.0)
     calibrated = far.graph.build_params["hardness"]["relative_hardness"]
     assert abs(calibrated - 1.0) > far.hardness_tolerance  # the aim is out of the graph's reach
     _, far_plain = _planned_epochs(far, 3)
-    _, far_extended = _planned_epochs(_few_large_batches(target_hardness=1.0, max_candidate_walks=64), 3)
-    assert far_extended == far_plain  # an aim out of reach is not chased
+    _, far_without = _planned_epochs(_few_large_batches(target_hardness=1.0, max_candidate_walks=8), 3)
+    assert far_plain == far_without
+
+
+def test_long_epochs_walk_one_candidate_and_no_rescue():
+    sampler = BatchSampler(2000, 4, k=5, m=20, seed=0, target_hardness=0.5, embeddings=np.eye(2000, 8, dtype=np.float32),
+                           warmup_epochs=0, background=False)
+    assert (sampler.candidate_walks, sampler.max_candidate_walks) == (1, 1)  # 500 batches: nothing to measure
