@@ -128,10 +128,15 @@ def graph_runs(args: argparse.Namespace) -> Iterator[tuple[Callable, Callable, i
     graphs = [dataset[i] for i in range(len(dataset))]
     for seed in range(args.seeds):
         config = GraphCLConfig(seed=seed, sampler="batchsampler", epochs=args.epochs, batch_size=args.batch_size,
-                               bank="encoded", target_hardness=args.target_hardness, warmup_epochs=args.warmup_epochs,
-                               max_candidate_walks=args.max_candidate_walks)
+                               bank="encoded", target_hardness=args.target_hardness,
+                               max_candidate_walks=args.max_candidate_walks, **_warmup(args))
         yield (lambda on_step, config=config: train_graphcl(dataset, config, on_step=on_step),
                lambda model: embed_graphs(model, graphs), seed)
+
+
+def _warmup(args: argparse.Namespace) -> dict[str, int]:
+    """``--warmup-epochs`` as a config field; none (the config's default) when it is not given."""
+    return {} if args.warmup_epochs is None else {"warmup_epochs": args.warmup_epochs}
 
 
 def vision_runs(args: argparse.Namespace) -> Iterator[tuple[Callable, Callable, int]]:
@@ -146,8 +151,8 @@ def vision_runs(args: argparse.Namespace) -> Iterator[tuple[Callable, Callable, 
     for seed in range(args.seeds):
         config = SimCLRConfig(seed=seed, sampler="batchsampler", epochs=args.epochs, batch_size=args.batch_size,
                               temperature=args.temperature, bank="encoded", target_hardness=args.target_hardness,
-                              warmup_epochs=args.warmup_epochs, linear_probe=False, device="cpu",
-                              max_candidate_walks=args.max_candidate_walks)
+                              linear_probe=False, device="cpu", max_candidate_walks=args.max_candidate_walks,
+                              **_warmup(args))
         yield (lambda on_step, config=config: train_simclr(train, test, config, on_step=on_step),
                lambda model: embed_images(model, train.images, device="cpu").numpy(), seed)
 
@@ -261,11 +266,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test-size", type=int, default=1000, help="vision: test images of the kNN monitor")
     parser.add_argument("--temperature", type=float, default=0.5, help="vision: NT-Xent temperature")
     parser.add_argument("--target-hardness", type=float, default=0.5)
-    parser.add_argument("--warmup-epochs", type=int, default=1, help="uniform epochs before the first walked one")
+    parser.add_argument("--warmup-epochs", type=int, default=None,
+                        help="uniform epochs before the first walked one (default: the integration's, "
+                             "graph 1, vision 2 with a target)")
     parser.add_argument("--max-candidate-walks", type=int, default=None, metavar="N",
-                        help="BatchSampler(max_candidate_walks=N): walk up to N candidates of a group while the "
-                             "closest misses the target by more than half the tolerance (default: none beyond the "
-                             "sampler's candidate_walks)")
+                        help="BatchSampler(max_candidate_walks=N): walk up to N candidates of the epoch's last "
+                             "choice when its candidate walks all miss the target by more than the tolerance, until "
+                             "one is within half of it (default: the sampler's, 8 x candidate_walks)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--output-dir", type=Path, default=Path("examples/hardness/drift"))
     parser.add_argument("--quick", action="store_true", help="1 seed, 3 epochs (vision: 512 images): a smoke run")
@@ -278,7 +285,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.epochs, args.batch_size = args.epochs or epochs, args.batch_size or batch_size
     if args.quick:
         args.seeds, args.epochs, args.train_size, args.test_size = 1, 3, min(args.train_size, 512), min(args.test_size, 256)
-    if (args.seeds < 1 or args.warmup_epochs < 1 or args.epochs <= args.warmup_epochs or args.batch_size < 2
+    warmup = args.warmup_epochs
+    if warmup is None:  # the configs' defaults, with a target
+        from batchsampler.integrations.graph.train import GraphCLConfig
+        from batchsampler.integrations.vision.train import TARGET_WARMUP_EPOCHS
+        warmup = TARGET_WARMUP_EPOCHS if args.modality == "vision" else GraphCLConfig.warmup_epochs
+    if (args.seeds < 1 or warmup < 1 or args.epochs <= warmup or args.batch_size < 2
             or args.train_size < 2 or args.test_size < 1 or not 0.0 <= args.target_hardness <= 1.0
             or (args.max_candidate_walks is not None and args.max_candidate_walks < 1)):
         parser.error("--seeds >= 1, --warmup-epochs >= 1, --epochs > --warmup-epochs, --batch-size >= 2, "

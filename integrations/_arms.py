@@ -122,12 +122,14 @@ def check_run_options(config: Any) -> None:
                          f"got it with sampler {config.sampler!r}")
 
 
-def add_run_flags(parser: Any, *, features: str | None, warmup: bool = True) -> None:
+def add_run_flags(parser: Any, *, features: str | None, warmup: bool = True, target_warmup: int | None = None) -> None:
     """Add ``--bank`` (when the pipeline has bank spaces: ``features`` names its encoder's
     features, e.g. ``"GIN embeddings"``), ``--target-hardness``, ``--replacement``,
     ``--drift-epochs``, ``--max-candidate-walks`` and (with ``warmup``: pipelines whose bank is
     filled by a first epoch) ``--warmup-epochs`` to ``parser``; check them with
-    :func:`check_target_flag` after parsing."""
+    :func:`check_target_flag` after parsing. With ``target_warmup`` (a pipeline whose config
+    warms up longer before a target), ``--warmup-epochs`` defaults to ``None``: the config's
+    default, ``target_warmup`` epochs for runs with a target and 1 for the others."""
     if features is not None:
         parser.add_argument(
             "--bank", choices=BANK_SPACES, default="projection",
@@ -143,12 +145,16 @@ def add_run_flags(parser: Any, *, features: str | None, warmup: bool = True) -> 
                         help="with --target-hardness: aim above the target by the mean gap between the last N "
                              "epochs as walked and as measured after them (default: 0, off)")
     parser.add_argument("--max-candidate-walks", type=int, default=None, metavar="N",
-                        help="with --target-hardness: walk up to N candidates of a group while the closest misses "
-                             "the target by more than half the tolerance (BatchSampler(max_candidate_walks=N); "
-                             "default: the sampler's candidate_walks, no more)")
+                        help="with --target-hardness: walk up to N candidates of the epoch's last choice when its "
+                             "candidate walks all miss the target by more than the tolerance, until one is within "
+                             "half of it (BatchSampler(max_candidate_walks=N); default: the sampler's, "
+                             "8 x candidate_walks)")
     if warmup:
-        parser.add_argument("--warmup-epochs", type=int, default=DEFAULTS["warmup_epochs"], metavar="N",
-                            help="uniform epochs before the first graph, for every sampler (default: %(default)s)")
+        default = DEFAULTS["warmup_epochs"] if target_warmup is None else None
+        which = (f"{default}" if target_warmup is None else
+                 f"{target_warmup} for the batchsampler runs with --target-hardness, 1 for the others")
+        parser.add_argument("--warmup-epochs", type=int, default=default, metavar="N",
+                            help=f"uniform epochs before the first graph, for every sampler (default: {which})")
 
 
 def check_target_flag(parser: Any, args: Any) -> None:
@@ -162,7 +168,8 @@ def check_target_flag(parser: Any, args: Any) -> None:
     if walks is not None and (walks < 1 or target is None):
         parser.error(f"--max-candidate-walks must be >= 1 and goes with --target-hardness, got {walks}"
                      f"{'' if target is not None else ' without a target'}")
-    if getattr(args, "warmup_epochs", 1) < 1:
+    warmup = getattr(args, "warmup_epochs", None)  # None: the config's default
+    if warmup is not None and warmup < 1:
         parser.error(f"--warmup-epochs must be >= 1 (the first epoch fills the bank), got {args.warmup_epochs}")
     if target is None:
         return

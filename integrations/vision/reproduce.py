@@ -38,7 +38,7 @@ from ...diagnostics.plots import save_png
 from .. import require_extra
 from .._arms import add_run_flags, arm_label, check_target_flag, target_settings
 from .data import ImageData, load_fashion_mnist, load_image_folder
-from .train import SimCLRConfig, train_simclr
+from .train import TARGET_WARMUP_EPOCHS, SimCLRConfig, train_simclr
 
 __all__ = ["learning_curves", "load_splits", "main", "markdown_table", "run_grid"]
 
@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--m", type=int, default=None, help="candidates per node (default: scaled to N)")
     parser.add_argument("--restart-prob", type=float, default=0.2)
     parser.add_argument("--refresh-every", type=int, default=None, help="batches between graph rebuilds (default: one epoch)")
-    add_run_flags(parser, features='encoder features')
+    add_run_flags(parser, features='encoder features', target_warmup=TARGET_WARMUP_EPOCHS)
     parser.add_argument("--knn-every", type=int, default=1, help="epochs between kNN monitor evaluations")
     parser.add_argument("--no-linear-probe", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch and BLAS CPU threads (default: their choice)")

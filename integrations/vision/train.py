@@ -28,7 +28,12 @@ from .data import ImageData, IndexedImages
 from .evaluate import embed_images, knn_monitor, linear_probe
 from .model import SimCLRModel
 
-__all__ = ["SimCLRConfig", "resolve_device", "sampler_options", "train_simclr"]
+__all__ = ["SimCLRConfig", "resolve_device", "sampler_options", "train_simclr", "warmup_epochs"]
+
+TARGET_WARMUP_EPOCHS = 2
+"""Uniform epochs before the first walk when ``target_hardness`` is set and ``warmup_epochs`` is
+not: after one, the first walked epoch drifts out of the band while its 8 steps train (SimCLR on
+Fashion-MNIST, 5 seeds: 43 of 45 epochs within 0.1 at their end; 40 of 40 after two)."""
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +56,9 @@ class SimCLRConfig:
     ``target_hardness`` (``None``: not passed) to the ``"batchsampler"`` sampler only, which is
     the only sampler it may be set with.
     ``drift_epochs`` and ``max_candidate_walks`` (``None``: the sampler's default) go with the
-    target (see :class:`~batchsampler.BatchSampler`).
+    target (see :class:`~batchsampler.BatchSampler`). ``warmup_epochs`` uniform epochs come
+    before the first graph; ``None`` (default): :data:`TARGET_WARMUP_EPOCHS` (2) with a
+    ``target_hardness``, 1 without (see :func:`warmup_epochs`).
     """
 
     sampler: str = "batchsampler"
@@ -69,7 +76,7 @@ class SimCLRConfig:
     m: int | None = None
     restart_prob: float = 0.2
     refresh_every: int | None = None
-    warmup_epochs: int = 1
+    warmup_epochs: int | None = None
     seed: int = 0
     knn_k: int = 200
     knn_temperature: float = 0.1
@@ -84,6 +91,14 @@ class SimCLRConfig:
     max_candidate_walks: int | None = None
 
 
+def warmup_epochs(config: SimCLRConfig) -> int:
+    """Uniform epochs before the first graph: ``config.warmup_epochs``, or when it is ``None``
+    :data:`TARGET_WARMUP_EPOCHS` with a ``target_hardness`` and 1 without one."""
+    if config.warmup_epochs is not None:
+        return config.warmup_epochs
+    return TARGET_WARMUP_EPOCHS if config.target_hardness is not None else 1
+
+
 def sampler_options(config: SimCLRConfig, num_images: int) -> dict:
     """Sampler keyword arguments for ``num_images`` instances.
 
@@ -95,7 +110,7 @@ def sampler_options(config: SimCLRConfig, num_images: int) -> dict:
     batches_per_epoch = -(-num_images // config.batch_size)
     return {
         "k": k, "m": m, "restart_prob": config.restart_prob, "seed": config.seed,
-        "refresh_every": config.refresh_every or batches_per_epoch, "warmup_epochs": config.warmup_epochs,
+        "refresh_every": config.refresh_every or batches_per_epoch, "warmup_epochs": warmup_epochs(config),
         "background": False, **sampler_extras(config),
     }
 
@@ -219,7 +234,7 @@ def train_simclr(
     if config.linear_probe:
         linear = linear_probe(embed_images(model, train.images, device=device).numpy(), train.labels,
                               embed_images(model, test.images, device=device).numpy(), test.labels)
-    config_dict = asdict(config)
+    config_dict = {**asdict(config), "warmup_epochs": warmup_epochs(config)}  # records hold the epochs run
     return {
         "config": config_dict,
         "knn_accuracy": epochs[-1]["knn_accuracy"],

@@ -91,10 +91,18 @@ def test_first_seed_and_the_encoded_bank_reach_the_runs(tmp_path):
 def test_target_hardness_reaches_the_batchsampler_runs_only(tmp_path):
     runs, table = _tiny_run(tmp_path, "--samplers", "uniform", "batchsampler", "--target-hardness", "0.3",
                             "--bank", "backbone", "--max-candidate-walks", "64")
-    assert {r["config"]["sampler"]: (r["config"]["target_hardness"], r["config"]["max_candidate_walks"])
-            for r in runs} == {"uniform": (None, None), "batchsampler": (0.3, 64)}
+    # A target warms up for two epochs by default (TARGET_WARMUP_EPOCHS); the records hold the epochs run.
+    assert {r["config"]["sampler"]: (r["config"]["target_hardness"], r["config"]["max_candidate_walks"],
+                                     r["config"]["warmup_epochs"]) for r in runs} == {
+        "uniform": (None, None, 1), "batchsampler": (0.3, 64, 2)}
     assert "| uniform (bank=backbone) |" in table
-    assert "| batchsampler (bank=backbone, target=0.3, max_walks=64) |" in table
+    assert "| batchsampler (bank=backbone, target=0.3, warmup=2, max_walks=64) |" in table
+
+
+def test_an_explicit_warmup_goes_to_every_run(tmp_path):
+    runs, _ = _tiny_run(tmp_path, "--samplers", "uniform", "batchsampler", "--target-hardness", "0.3",
+                        "--warmup-epochs", "1")
+    assert [r["config"]["warmup_epochs"] for r in runs] == [1, 1]
 
 
 @pytest.mark.parametrize("flags, message", [

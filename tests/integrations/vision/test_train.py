@@ -152,3 +152,19 @@ def test_on_step_sees_every_step_and_leaves_training_unchanged(patterns, monkeyp
     assert seen == [(e, s, 32) for e in range(2) for s in range(3)]  # 96 images, B = 32
     assert [e["loss"] for e in followed["epochs"]] == [e["loss"] for e in plain["epochs"]]
     assert followed["knn_accuracy"] == plain["knn_accuracy"]
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    ({}, 1), ({"target_hardness": 0.5}, 2), ({"target_hardness": 0.5, "warmup_epochs": 1}, 1),
+    ({"warmup_epochs": 3}, 3),
+])
+def test_a_target_warms_up_two_epochs_unless_told(options, expected):
+    assert sampler_options(SimCLRConfig(**options), 96)["warmup_epochs"] == expected
+
+
+def test_the_record_holds_the_warmup_run(patterns):
+    train, test = patterns
+    result = train_simclr(train, test, SimCLRConfig(target_hardness=0.5, linear_probe=False, **{**TINY, "epochs": 3}))
+    assert result["config"]["warmup_epochs"] == 2
+    walked = [e["planned_hardness"] is not None for e in result["epochs"]]
+    assert walked == [False, False, True]  # two uniform epochs, then the first walk
