@@ -17,7 +17,11 @@ from typing import Any
 import numpy as np
 
 from ._candidate_walks import CandidateWalksMixin
-from ._hardness_settings import SIMULATED_BATCHES, default_candidate_walks, default_max_candidate_walks
+from ._hardness_settings import (
+    SIMULATED_BATCHES,
+    default_candidate_walks,
+    default_max_candidate_walks,
+)
 from .collect import walk_batch
 from .graph import ProximityGraph
 from .hardness import (

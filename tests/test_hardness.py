@@ -577,6 +577,20 @@ def test_rescue_walks_land_every_short_epoch_of_large_batches_in_the_band():
         assert sorted(i for batch in epoch for i in batch) == list(range(188))
 
 
+def test_a_rescued_epoch_resumes_mid_epoch_as_walked():
+    plain, plain_batches = _planned_epochs(_few_large_batches(target_hardness=0.5, max_candidate_walks=8), 40)
+    rescued_epoch = int(np.flatnonzero(np.abs(plain - 0.5) > 0.1)[0])
+    _, expected = _planned_epochs(_few_large_batches(target_hardness=0.5), rescued_epoch + 1)
+    assert expected[rescued_epoch] != plain_batches[rescued_epoch]  # the extra walks chose another
+    first = _few_large_batches(target_hardness=0.5)
+    _planned_epochs(first, rescued_epoch)
+    iterator = iter(first)
+    head = [next(iterator)]  # the rescued group is grown; one of its two batches is out
+    resumed = _few_large_batches(target_hardness=0.5)
+    resumed.load_state_dict(first.state_dict())
+    assert head + list(resumed) == expected[rescued_epoch]
+
+
 def test_rescue_walks_only_at_the_epochs_last_choice():
     # Three batches (64, 64, 60), one group each: the second is the epoch's last choice, since the
     # third takes what is left; the groups before and after it walk their candidates only.

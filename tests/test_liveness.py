@@ -241,8 +241,8 @@ def test_seed_searches_raise_when_every_index_is_used():
 def test_guided_reseeds_and_hardness_searches_always_return():
     """Guided re-seeds draw candidates by rejection (64 draws each, then a random re-seed) and the
     hardness search is capped at ``calibration_builds``: an exactly-once epoch on graphs where
-    every walk stalls at once (k = 1, isolated pairs), banks with zero and identical rows, and
-    targets out of reach all return."""
+    every walk stalls at once (k = 1, isolated pairs), banks with zero and identical rows,
+    targets out of reach, and rescue walks in a band too tight to land in all return."""
     _run(
         """
         import logging
@@ -268,6 +268,14 @@ def test_guided_reseeds_and_hardness_searches_always_return():
                                        calibration_builds=3, max_candidate_walks=walks)
                 for _ in range(2):
                     assert sum(map(len, sampler)) == 200
+        # Rescue walks that never land within a tight band stop at max_candidate_walks (64 here).
+        data = np.random.default_rng(0)  # tests/test_hardness.py's 188 rows: the first epoch walks all 64
+        centres = data.standard_normal((6, 16))
+        x = (centres[data.integers(0, 6, 188)] + 0.9 * data.standard_normal((188, 16))).astype(np.float32)
+        sampler = BatchSampler(188, 128, k=18, m=94, seed=0, embeddings=x, warmup_epochs=0, background=False,
+                               target_hardness=0.6, hardness_tolerance=0.02)
+        for _ in range(4):
+            assert sorted(i for batch in sampler for i in batch) == list(range(188))
         print("ok")
         """
     )

@@ -178,7 +178,7 @@ def test_records_relative_hardness_and_the_graph_setting(clustered):
     assert record["planned_hardness"] == pytest.approx(hardness["relative"], abs=0.05)
     assert monitor.config()["target_hardness"] == 0.5 and monitor.config()["drift_epochs"] == 0
     assert monitor.config()["candidate_walks"] == sampler.candidate_walks > 1
-    assert monitor.config()["max_candidate_walks"] == sampler.max_candidate_walks == sampler.candidate_walks
+    assert monitor.config()["max_candidate_walks"] == sampler.max_candidate_walks == 8 * sampler.candidate_walks
     uniform = UniformBatchSampler(len(embeddings), 32, seed=0)
     plain = SamplerMonitor(uniform, embeddings=embeddings)
     _epoch(plain, uniform)
