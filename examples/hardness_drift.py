@@ -288,8 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     warmup = args.warmup_epochs
     if warmup is None:  # the configs' defaults, with a target
         from batchsampler.integrations.graph.train import GraphCLConfig
-        from batchsampler.integrations.vision.train import TARGET_WARMUP_EPOCHS
-        warmup = TARGET_WARMUP_EPOCHS if args.modality == "vision" else GraphCLConfig.warmup_epochs
+        from batchsampler.integrations.vision.train import SimCLRConfig, warmup_epochs
+        warmup = (warmup_epochs(SimCLRConfig(target_hardness=args.target_hardness)) if args.modality == "vision"
+                  else GraphCLConfig.warmup_epochs)
     if (args.seeds < 1 or warmup < 1 or args.epochs <= warmup or args.batch_size < 2
             or args.train_size < 2 or args.test_size < 1 or not 0.0 <= args.target_hardness <= 1.0
             or (args.max_candidate_walks is not None and args.max_candidate_walks < 1)):
