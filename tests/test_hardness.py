@@ -559,18 +559,22 @@ def _planned_epochs(sampler, epochs):
     return np.array(planned), batches
 
 
-def test_rescue_walks_land_every_short_epoch_of_large_batches_in_the_band():
+def test_rescue_walks_land_every_short_epoch_of_large_batches_in_the_bands_inner_half():
     without = _few_large_batches(target_hardness=0.5, max_candidate_walks=8)  # no extra walks
     plain, plain_batches = _planned_epochs(without, 40)
     sampler = _few_large_batches(target_hardness=0.5)
     assert (sampler.candidate_walks, sampler.max_candidate_walks) == (8, 64)  # the default rescue
     rescued, batches = _planned_epochs(sampler, 40)
-    missed = np.abs(plain - 0.5) > sampler.hardness_tolerance
-    assert missed.sum() >= 3  # the best of 8 walks misses the band in some epochs (6 of 40)
-    assert (np.abs(rescued[missed] - 0.5) <= sampler.hardness_tolerance / 2).all()  # rescued well inside it
-    # An epoch the 8 candidates land in the band is walked as without extra walks.
-    assert [b for b, m in zip(batches, missed) if not m] == [b for b, m in zip(plain_batches, missed) if not m]
-    assert np.array_equal(rescued[~missed], plain[~missed])
+    half = sampler.hardness_tolerance / 2
+    outside = np.abs(plain - 0.5) > half
+    assert (np.abs(plain - 0.5) > sampler.hardness_tolerance).sum() >= 3  # the best of 8 walks misses the band
+    assert (outside & (np.abs(plain - 0.5) <= sampler.hardness_tolerance)).sum() >= 3  # or lands near its edge
+    # Every epoch the 8 candidates leave outside the inner half is walked into it: half the
+    # band is left for the drift of the steps that train on the epoch.
+    assert (np.abs(rescued[outside] - 0.5) <= half).all()
+    # An epoch the 8 candidates land in the inner half is walked as without extra walks.
+    assert [b for b, o in zip(batches, outside) if not o] == [b for b, o in zip(plain_batches, outside) if not o]
+    assert np.array_equal(rescued[~outside], plain[~outside])
     again, same = _planned_epochs(_few_large_batches(target_hardness=0.5), 40)
     assert same == batches and np.array_equal(again, rescued)  # deterministic
     for epoch in batches:  # still exactly once
