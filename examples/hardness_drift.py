@@ -271,8 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "graph 1, vision 2 with a target)")
     parser.add_argument("--max-candidate-walks", type=int, default=None, metavar="N",
                         help="BatchSampler(max_candidate_walks=N): walk up to N candidates of the epoch's last "
-                             "choice when its candidate walks all miss the target by more than the tolerance, until "
-                             "one is within half of it (default: the sampler's, 8 x candidate_walks)")
+                             "choice when its candidate walks all leave the epoch outside the band's inner half (half the "
+                             "tolerance), until one lands in it (default: the sampler's, 8 x candidate_walks)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--output-dir", type=Path, default=Path("examples/hardness/drift"))
     parser.add_argument("--quick", action="store_true", help="1 seed, 3 epochs (vision: 512 images): a smoke run")

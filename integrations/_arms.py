@@ -146,8 +146,8 @@ def add_run_flags(parser: Any, *, features: str | None, warmup: bool = True, tar
                              "epochs as walked and as measured after them (default: 0, off)")
     parser.add_argument("--max-candidate-walks", type=int, default=None, metavar="N",
                         help="with --target-hardness: walk up to N candidates of the epoch's last choice when its "
-                             "candidate walks all miss the target by more than the tolerance, until one is within "
-                             "half of it (BatchSampler(max_candidate_walks=N); default: the sampler's, "
+                             "candidate walks all leave the epoch outside the band's inner half (half the tolerance), until "
+                             "one lands in it (BatchSampler(max_candidate_walks=N); default: the sampler's, "
                              "8 x candidate_walks)")
     if warmup:
         default = DEFAULTS["warmup_epochs"] if target_warmup is None else None

@@ -305,8 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "as walked and as measured after them; their labels gain ', drift=N' (default: 0, off)")
     parser.add_argument("--max-candidate-walks", type=int, default=None, metavar="N",
                         help="the target variants walk up to N candidates of the epoch's last choice when its "
-                             "candidate walks all miss the target by more than the tolerance, until one is within "
-                             "half of it (BatchSampler(max_candidate_walks=N); N = candidate_walks: none); their "
+                             "candidate walks all leave the epoch outside the band's inner half (half the tolerance), until "
+                             "one lands in it (BatchSampler(max_candidate_walks=N); N = candidate_walks: none); their "
                              "labels gain ', max_walks=N' (default: the sampler's, 8 x candidate_walks)")
     parser.add_argument("--output-dir", type=Path, default=Path("results/graphcl_sweep"))
     parser.add_argument("--quick", action="store_true", help="defaults and uniform, 1 seed, 2 epochs")
