@@ -74,7 +74,9 @@ class CandidateWalksMixin:
         batches at ``positions`` of the epoch; candidate ``r`` draws from ``stream(r)``. The
         epoch so far (``_history``), the candidate's batches and what the batches after them are
         expected to add (from the calibration's simulated epoch, :meth:`_expected_rest`) are
-        measured together on the bank, on the references of the graph in use, and the first
+        measured together on the bank, on the references of the graph in use (a group that stops
+        just before the epoch's last batch counts that batch itself, the indices its candidate
+        leaves, when they are exactly the last batch's size), and the first
         candidate closest to :attr:`hardness_aim` is kept: its marks go to ``used`` and its
         counters to ``walk_stats``. ``stream(0)`` is the stream of a walk without candidates, so
         ``candidate_walks=1`` walks exactly as before.
@@ -102,8 +104,13 @@ class CandidateWalksMixin:
             return walk(used, np.random.default_rng(stream(0)), self.walk_stats)
         vectors, seen = _check_inputs(vectors, self.bank.seen)
         base_total, base_pairs = _pair_sums(vectors, self._history, seen)
-        rest_total, rest_pairs = self._rest_after(positions.stop)
-        base_total, base_pairs = base_total + rest_total, base_pairs + rest_pairs
+        # When the group stops just before the last batch, that batch is what the candidate leaves
+        # (if nothing is dropped): it is measured, not taken from the calibration's estimate.
+        last_size = self._batch_size_at(len(self) - 1)
+        leftovers_known = not self.replacement and positions.stop == len(self) - 1
+        if not leftovers_known:
+            rest_total, rest_pairs = self._rest_after(positions.stop)
+            base_total, base_pairs = base_total + rest_total, base_pairs + rest_pairs
         last_choice = (len(self) - (1 if self.replacement else 2)) in positions
         limit = self.max_candidate_walks if last_choice and self._aim_within_reach() else self.candidate_walks
         best: tuple[float, list[list[int]], np.ndarray, WalkStats] | None = None
@@ -114,6 +121,10 @@ class CandidateWalksMixin:
             trial, stats = used.copy(), WalkStats()
             batches = walk(trial, np.random.default_rng(stream(r)), stats)
             total, pairs = _pair_sums(vectors, batches, seen)
+            if leftovers_known:
+                left = np.flatnonzero(~trial)
+                extra = _pair_sums(vectors, [left], seen) if left.size == last_size else self._rest_after(positions.stop)
+                total, pairs = total + extra[0], pairs + extra[1]
             value = scale.relative((base_total + total) / (base_pairs + pairs)) if base_pairs + pairs else math.nan
             distance = abs(value - self._hardness_aim) if math.isfinite(value) else math.inf
             if best is None or distance < best[0]:

@@ -114,8 +114,9 @@ class BatchSampler(HardnessTargetMixin, GraphBatchSampler):
             (each batch, with ``replacement``) is walked this many times from the same state,
             each from its own stream, and the walk that brings the epoch closest to the target
             is kept: the epoch so far, the candidate, and (exactly-once epochs) what the later
-            batches are expected to add, from the calibration's simulated epoch; measured on the
-            bank (``O(B d)`` per batch). The calibration makes
+            batches are expected to add, from the calibration's simulated epoch (the last batch
+            itself, what the candidate leaves, when the group stops just before it); measured on
+            the bank (``O(B d)`` per batch). The calibration makes
             the target the epoch's *expected* hardness; the choice removes the spread of short
             epochs, whose handful of batches is a noisy average. ``None`` (default):
             ``clip(ceil(256 / len(sampler)), 1, 8)`` with a target (1 from 256 batches per

@@ -417,7 +417,7 @@ def test_target_hardness_with_persistent_workers_matches_the_sampler_alone(digit
         return sampler, epochs
 
     sampler, loaded = run(lambda s: DataLoader(range(n), batch_sampler=s, num_workers=2, persistent_workers=True))
-    alone, by_hand = run(lambda s: s)
+    _, by_hand = run(lambda s: s)
     assert loaded == by_hand
     for epoch in loaded:
         assert np.array_equal(np.sort(np.concatenate(epoch)), np.arange(n))
@@ -618,6 +618,23 @@ def test_rescue_walks_only_at_the_epochs_last_choice():
     walks = {start: {n for s, n in walks_by_group if s == start} for start in range(3)}
     assert walks[0] == walks[2] == {sampler.candidate_walks}
     assert max(walks[1]) > sampler.candidate_walks  # rescued in some epoch
+
+
+def test_a_last_choice_of_one_batch_measures_the_leftover_batch_itself():
+    # Three batches walked one by one: the last choice is the second batch alone, and the third is
+    # what its candidate leaves. Measured from the calibration's estimate of that batch instead,
+    # 3 of 30 epochs ended beyond the band as walked, although the rescue thought them inside it.
+    sampler = _few_large_batches(64, target_hardness=0.5, lockstep_batches=1)
+    planned, epochs = _planned_epochs(sampler, 30)
+    assert (np.abs(planned - 0.5) <= sampler.hardness_tolerance / 2).all()
+    for epoch in epochs:
+        assert sorted(i for batch in epoch for i in batch) == list(range(188))
+    # With drop_last the last batch is walked from more than it takes: the estimate stays.
+    dropping = _few_large_batches(64, target_hardness=0.5, lockstep_batches=1, drop_last=True)
+    _, epochs = _planned_epochs(dropping, 5)
+    for epoch in epochs:
+        flat = [i for batch in epoch for i in batch]
+        assert [len(batch) for batch in epoch] == [64, 64] and len(set(flat)) == 128
 
 
 def test_rescue_walks_do_not_chase_an_aim_out_of_reach():
