@@ -40,13 +40,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from batchsampler import BatchSampler
 
-    def sampler(embeddings: np.ndarray, **options) -> BatchSampler:
-        return BatchSampler(len(embeddings), args.batch_size, seed=0, embeddings=embeddings, warmup_epochs=0,
+    def sampler(embeddings: np.ndarray, batch_size: int = args.batch_size, **options) -> BatchSampler:
+        return BatchSampler(len(embeddings), batch_size, seed=0, embeddings=embeddings, warmup_epochs=0,
                             background=False, target_hardness=TARGET, **options)
 
     _harness.warm_up()
     small = _harness.clustered(200, 128, seed=1)
-    list(sampler(small, k=10, m=50))  # compile the kernels, untimed
+    list(sampler(small, 128, k=10, m=50))  # compile the kernels, untimed
     embeddings = _harness.clustered(args.n, 128, seed=0)
     rescue = sampler(embeddings)
     plain = sampler(embeddings, max_candidate_walks=rescue.candidate_walks)
