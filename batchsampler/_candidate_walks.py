@@ -104,13 +104,13 @@ class CandidateWalksMixin:
             return walk(used, np.random.default_rng(stream(0)), self.walk_stats)
         vectors, seen = _check_inputs(vectors, self.bank.seen)
         base_total, base_pairs = _pair_sums(vectors, self._history, seen)
+        rest = self._rest_after(positions.stop)
         # When the group stops just before the last batch, that batch is what the candidate leaves
         # (if nothing is dropped): it is measured, not taken from the calibration's estimate.
-        last_size = self._batch_size_at(len(self) - 1)
         leftovers_known = not self.replacement and positions.stop == len(self) - 1
+        last_size = self._batch_size_at(len(self) - 1) if leftovers_known else 0
         if not leftovers_known:
-            rest_total, rest_pairs = self._rest_after(positions.stop)
-            base_total, base_pairs = base_total + rest_total, base_pairs + rest_pairs
+            base_total, base_pairs = base_total + rest[0], base_pairs + rest[1]
         last_choice = (len(self) - (1 if self.replacement else 2)) in positions
         limit = self.max_candidate_walks if last_choice and self._aim_within_reach() else self.candidate_walks
         best: tuple[float, list[list[int]], np.ndarray, WalkStats] | None = None
@@ -123,7 +123,7 @@ class CandidateWalksMixin:
             total, pairs = _pair_sums(vectors, batches, seen)
             if leftovers_known:
                 left = np.flatnonzero(~trial)
-                extra = _pair_sums(vectors, [left], seen) if left.size == last_size else self._rest_after(positions.stop)
+                extra = _pair_sums(vectors, [left], seen) if left.size == last_size else rest
                 total, pairs = total + extra[0], pairs + extra[1]
             value = scale.relative((base_total + total) / (base_pairs + pairs)) if base_pairs + pairs else math.nan
             distance = abs(value - self._hardness_aim) if math.isfinite(value) else math.inf

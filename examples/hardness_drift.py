@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from batchsampler.integrations._arms import StepCallback
+from batchsampler.integrations._arms import MAX_CANDIDATE_WALKS_HELP, StepCallback
 from tqdm import tqdm
 
 from batchsampler._io import write_text
@@ -270,9 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="uniform epochs before the first walked one (default: the integration's, "
                              "graph 1, vision 2 with a target)")
     parser.add_argument("--max-candidate-walks", type=int, default=None, metavar="N",
-                        help="BatchSampler(max_candidate_walks=N): walk up to N candidates of the epoch's last "
-                             "choice when its candidate walks all leave the epoch outside the band's inner half (half the "
-                             "tolerance), until one lands in it (default: the sampler's, 8 x candidate_walks)")
+                        help=MAX_CANDIDATE_WALKS_HELP)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--output-dir", type=Path, default=Path("examples/hardness/drift"))
     parser.add_argument("--quick", action="store_true", help="1 seed, 3 epochs (vision: 512 images): a smoke run")

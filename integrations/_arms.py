@@ -23,6 +23,7 @@ from typing import Any
 
 __all__ = [
     "BANK_SPACES",
+    "MAX_CANDIDATE_WALKS_HELP",
     "PER_STEP_BANKS",
     "StepCallback",
     "add_run_flags",
@@ -122,6 +123,14 @@ def check_run_options(config: Any) -> None:
                          f"got it with sampler {config.sampler!r}")
 
 
+MAX_CANDIDATE_WALKS_HELP = (
+    "walk up to N candidates of the epoch's last choice when its candidate walks all leave the epoch outside "
+    "the band's inner half (half the tolerance), until one lands in it (BatchSampler(max_candidate_walks=N); "
+    "N = candidate_walks: none; default: the sampler's, 8 x candidate_walks)"
+)
+"""What ``--max-candidate-walks N`` does, for every command that has it."""
+
+
 def add_run_flags(parser: Any, *, features: str | None, warmup: bool = True, target_warmup: int | None = None) -> None:
     """Add ``--bank`` (when the pipeline has bank spaces: ``features`` names its encoder's
     features, e.g. ``"GIN embeddings"``), ``--target-hardness``, ``--replacement``,
@@ -145,10 +154,7 @@ def add_run_flags(parser: Any, *, features: str | None, warmup: bool = True, tar
                         help="with --target-hardness: aim above the target by the mean gap between the last N "
                              "epochs as walked and as measured after them (default: 0, off)")
     parser.add_argument("--max-candidate-walks", type=int, default=None, metavar="N",
-                        help="with --target-hardness: walk up to N candidates of the epoch's last choice when its "
-                             "candidate walks all leave the epoch outside the band's inner half (half the tolerance), until "
-                             "one lands in it (BatchSampler(max_candidate_walks=N); default: the sampler's, "
-                             "8 x candidate_walks)")
+                        help=f"with --target-hardness: {MAX_CANDIDATE_WALKS_HELP}")
     if warmup:
         default = DEFAULTS["warmup_epochs"] if target_warmup is None else None
         which = (f"{default}" if target_warmup is None else

@@ -32,7 +32,7 @@ from ..._io import write_text
 from ...cli._progress import add_progress_flag, progress_wanted
 from ...diagnostics.plots import save_png
 from .. import require_extra
-from .._arms import BANK_SPACES
+from .._arms import BANK_SPACES, MAX_CANDIDATE_WALKS_HELP
 
 __all__ = ["factor_variants", "main", "markdown_table", "merge_runs", "run_sweep", "summarize", "variants"]
 
@@ -304,10 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the target variants aim above their target by the mean gap between the last N epochs "
                              "as walked and as measured after them; their labels gain ', drift=N' (default: 0, off)")
     parser.add_argument("--max-candidate-walks", type=int, default=None, metavar="N",
-                        help="the target variants walk up to N candidates of the epoch's last choice when its "
-                             "candidate walks all leave the epoch outside the band's inner half (half the tolerance), until "
-                             "one lands in it (BatchSampler(max_candidate_walks=N); N = candidate_walks: none); their "
-                             "labels gain ', max_walks=N' (default: the sampler's, 8 x candidate_walks)")
+                        help=f"the target variants: {MAX_CANDIDATE_WALKS_HELP}; their labels gain ', max_walks=N'")
     parser.add_argument("--output-dir", type=Path, default=Path("results/graphcl_sweep"))
     parser.add_argument("--quick", action="store_true", help="defaults and uniform, 1 seed, 2 epochs")
     parser.add_argument("--from-runs", nargs="+", type=Path, default=None, metavar="RUNS_JSON",
